@@ -44,8 +44,10 @@ def joint_frames(q_rad: np.ndarray, robot: RobotDescription = PANDA) -> list[np.
     T = np.eye(4)
     frames = []
     for joint, angle in zip(robot.joints, q, strict=True):
-        T = T @ _transform(joint.xyz_m, rpy_to_matrix(joint.rpy_rad)) @ _transform(
-            (0, 0, 0), _rot_z(angle)
+        T = (
+            T
+            @ _transform(joint.xyz_m, rpy_to_matrix(joint.rpy_rad))
+            @ _transform((0, 0, 0), _rot_z(angle))
         )
         frames.append(T)
     T_hand = T @ _transform(robot.flange_xyz_m, _rot_z(robot.hand_yaw_rad))
@@ -81,7 +83,9 @@ def rotation_error(R_current: np.ndarray, R_target: np.ndarray) -> np.ndarray:
     R_err = R_target @ R_current.T
     cos = np.clip((np.trace(R_err) - 1.0) / 2.0, -1.0, 1.0)
     angle = np.arccos(cos)
-    axis = np.array([R_err[2, 1] - R_err[1, 2], R_err[0, 2] - R_err[2, 0], R_err[1, 0] - R_err[0, 1]])
+    axis = np.array(
+        [R_err[2, 1] - R_err[1, 2], R_err[0, 2] - R_err[2, 0], R_err[1, 0] - R_err[0, 1]]
+    )
     norm = np.linalg.norm(axis)
     if norm < 1e-9:
         if angle < 1e-6:

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kizuna.paths import config_dir
 
@@ -76,7 +83,9 @@ class PoseRange(_Strict):
 def _check_color(value: str | tuple[float, ...]) -> str | tuple[float, ...]:
     if isinstance(value, str):
         if value not in COLORS:
-            raise ValueError(f"unknown colour {value!r}; use one of {sorted(COLORS)} or [r, g, b, a]")
+            raise ValueError(
+                f"unknown colour {value!r}; use one of {sorted(COLORS)} or [r, g, b, a]"
+            )
     elif len(value) != 4 or not all(0.0 <= c <= 1.0 for c in value):
         raise ValueError("an RGBA colour is four numbers in 0..1")
     return value
@@ -99,7 +108,9 @@ class ObjectSpec(_Strict):
     def _size_matches_shape(self) -> ObjectSpec:
         arity = {"box": 3, "cylinder": 2, "sphere": 1}[self.shape]
         if len(self.size_m) != arity:
-            raise ValueError(f"size_m of a {self.shape} has {arity} numbers, got {len(self.size_m)}")
+            raise ValueError(
+                f"size_m of a {self.shape} has {arity} numbers, got {len(self.size_m)}"
+            )
         if not all(0.005 <= s <= 0.3 for s in self.size_m):
             raise ValueError("each size_m entry must be 0.005..0.3 m (graspable by the gripper)")
         return self
@@ -138,7 +149,9 @@ class FixtureSpec(_Strict):
     def _size_matches_kind(self) -> FixtureSpec:
         arity = {"zone": 2, "bin": 3, "hole": 3, "target": 1}[self.kind]
         if len(self.size_m) != arity:
-            raise ValueError(f"size_m of a {self.kind} has {arity} numbers, got {len(self.size_m)}")
+            raise ValueError(
+                f"size_m of a {self.kind} has {arity} numbers, got {len(self.size_m)}"
+            )
         if not all(0.005 <= s <= 0.4 for s in self.size_m):
             raise ValueError("each size_m entry must be 0.005..0.4 m")
         return self
@@ -213,7 +226,9 @@ class TaskSpec(_Strict):
         objects = {o.name for o in self.objects}
         for i, p in enumerate(self.predicates):
             if p.object is not None and p.object not in objects:
-                raise ValueError(f"success[{i}].object {p.object!r} is not one of {sorted(objects)}")
+                raise ValueError(
+                    f"success[{i}].object {p.object!r} is not one of {sorted(objects)}"
+                )
             if p.target is not None and p.target not in names:
                 raise ValueError(f"success[{i}].target {p.target!r} is not one of {sorted(names)}")
             self._check_predicate_target(i, p)
@@ -233,9 +248,7 @@ class TaskSpec(_Strict):
             raise ValueError(f"success[{i}] {p.kind} needs a target of kind {wanted}, got {kind}")
         if p.kind == "inserted":
             hole, peg = self.fixture(p.target), self.object(p.object or "")
-            if peg.shape != "box" or any(
-                peg.size_m[k] >= hole.size_m[k] for k in (0, 1)
-            ):
+            if peg.shape != "box" or any(peg.size_m[k] >= hole.size_m[k] for k in (0, 1)):
                 raise ValueError(
                     f"success[{i}] the peg {peg.name!r} must be a box narrower than the hole "
                     f"{hole.name!r} opening {list(hole.size_m[:2])}"
@@ -244,7 +257,9 @@ class TaskSpec(_Strict):
     @property
     def predicates(self) -> list[Predicate]:
         """The success checks: explicit ones, then those of the ordered steps."""
-        return list(self.success) + [s.predicate for s in sorted(self.steps, key=lambda s: s.order)]
+        return list(self.success) + [
+            s.predicate for s in sorted(self.steps, key=lambda s: s.order)
+        ]
 
     @property
     def fixture_names(self) -> list[str]:
@@ -304,7 +319,8 @@ def resolve_task_path(name_or_path: str | Path) -> Path:
     shipped = config_dir() / "tasks" / f"{name_or_path}.yaml"
     if not shipped.is_file():
         raise TaskSpecError(
-            f"unknown task {str(name_or_path)!r}: not a .yaml path and not one of {shipped_tasks()}"
+            f"unknown task {str(name_or_path)!r}: not a .yaml path and not one of "
+            f"{shipped_tasks()}"
         )
     return shipped
 

@@ -40,9 +40,7 @@ CAMERAS: dict[str, CameraSpec] = {
 }
 
 
-def look_at_matrix(
-    pos: np.ndarray, target: np.ndarray, up: np.ndarray
-) -> np.ndarray:
+def look_at_matrix(pos: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
     """Rotation whose columns are the camera's x (right), y (up) and z (backward) axes.
 
     This is the OpenGL/MuJoCo camera convention: the camera looks along its -z axis.
@@ -124,7 +122,9 @@ def sample_layout(spec: TaskSpec, rng: np.random.Generator, max_tries: int = 200
             if is_target or all(
                 np.linalg.norm(xy - other) >= _separation_m(spec, name, other_name)
                 for other_name, other in placed.items()
-                if not (other_name in spec.fixture_names and spec.fixture(other_name).kind == "target")
+                if not (
+                    other_name in spec.fixture_names and spec.fixture(other_name).kind == "target"
+                )
             ):
                 break
         else:

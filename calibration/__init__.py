@@ -1,0 +1,1 @@
+"""Camera intrinsics, hand-eye, system identification (real to sim), point-cloud registration."""

@@ -1,0 +1,1 @@
+"""The Policy interface, the VLA model, imitation and RL training, evaluation, export."""

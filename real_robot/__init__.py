@@ -1,0 +1,1 @@
+"""Robot runtime (chunk executor, safety filter, watchdog), rclpy nodes, bag ingestion."""

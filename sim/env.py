@@ -121,13 +121,14 @@ class KizunaEnv(gym.Env):
         images = {c: spaces.Box(0, 255, (h, w, 3), np.uint8) for c in self.cameras}
         used = "".join(s for phr in self.spec_task.instructions.values() for s in phr)
         charset = "".join(sorted(set(_BASE_CHARSET + used)))
-        return spaces.Dict(
-            {
-                "state": spaces.Box(low, high, dtype=np.float32),
-                "images": spaces.Dict(images),
-                "instruction": spaces.Text(INSTRUCTION_MAX_CHARS, min_length=1, charset=charset),
-            }
-        )
+        obs = {
+            "state": spaces.Box(low, high, dtype=np.float32),
+            "images": spaces.Dict(images),
+            "instruction": spaces.Text(INSTRUCTION_MAX_CHARS, min_length=1, charset=charset),
+        }
+        if not images:  # state-only (RL, speed): Gymnasium refuses an empty Dict space
+            del obs["images"]
+        return spaces.Dict(obs)
 
     def _make_action_space(self) -> spaces.Box:
         if self.action_mode == "ee_delta":
@@ -225,11 +226,10 @@ class KizunaEnv(gym.Env):
                 noise = self.np_random.normal(0.0, sensors.image_noise_std, img.shape)
                 img = np.clip(img + noise, 0, 255).astype(np.uint8)
             images[cam] = img
-        return {
-            "state": np.clip(state, space.low, space.high),
-            "images": images,
-            "instruction": self._instruction,
-        }
+        obs = {"state": np.clip(state, space.low, space.high), "instruction": self._instruction}
+        if self.cameras:
+            obs["images"] = images
+        return obs
 
     def scene_state(self) -> SceneState:
         """Privileged ground truth (for experts, rewards and tests; never for the policy)."""

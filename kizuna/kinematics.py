@@ -101,7 +101,7 @@ def solve_ik(
     q_init_rad: np.ndarray,
     robot: RobotDescription = PANDA,
     iterations: int = 100,
-    damping: float = 1e-3,
+    damping: float = 1e-4,
     tolerance_m: float = 1e-4,
     orientation_weight: float = 0.5,
     q_rest_rad: np.ndarray | None = None,

@@ -148,5 +148,5 @@ class ScriptedExpert:
 
     def _ik(self) -> np.ndarray:
         target = tcp_down_pose(self._tcp, self._yaw)
-        self.q_rad, _ = solve_ik(target, self.q_rad, self.env.robot, iterations=20)
+        self.q_rad, _ = solve_ik(target, self.q_rad, self.env.robot, iterations=4)
         return self.q_rad

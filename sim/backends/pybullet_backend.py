@@ -172,6 +172,20 @@ class PybulletBackend:
                 spinningFriction=SPINNING_FRICTION,
                 frictionAnchor=True,
             )
+        # Couple the fingers like the Panda's mechanism (MuJoCo uses an equality): two
+        # independent motors both at their force limit let a held part slide along the
+        # closing axis, carrying both fingers with it.
+        gear = self._c.createConstraint(
+            self._arm,
+            self._finger_joints[0],
+            self._arm,
+            self._finger_joints[1],
+            p.JOINT_GEAR,
+            [0, 1, 0],
+            [0, 0, 0],
+            [0, 0, 0],
+        )
+        self._c.changeConstraint(gear, gearRatio=-1, erp=0.2, maxForce=self.robot.finger_force_n)
 
     # ---- episode -----------------------------------------------------------------------
 

@@ -108,6 +108,8 @@ setup(
         # Reference benchmark envs (depend on pybullet as well).
         "bench": ["panda-gym"],
         "dev": ["pytest", "hypothesis", "ruff"],
+        # Data generation and evaluation over several machines (`ray.address=...`).
+        "ray": ["ray>=2.9"],
         # rclpy and the message packages as PyPI wheels, for machines without a ROS 2
         # install. launch/launch_ros are not on PyPI: launch files need a real ROS 2.
         "ros": [

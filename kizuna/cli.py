@@ -100,13 +100,49 @@ def _demo_run(args: argparse.Namespace) -> int | None:
     return main(args)
 
 
+# ---- dataset: kizuna/dataset/cli.py --------------------------------------------------------
+
+
+def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    from kizuna.dataset.cli import add_arguments  # pyarrow and PyAV load only for this command
+
+    add_arguments(parser)
+
+
+def _dataset_run(args: argparse.Namespace) -> int:
+    from kizuna.dataset.cli import main
+
+    return main(args)
+
+
+# ---- generate: sim/datagen.py -------------------------------------------------------------
+
+
+def _generate_arguments(parser: argparse.ArgumentParser) -> None:
+    from sim.datagen import add_arguments
+
+    add_arguments(parser)
+
+
+def _generate_run(args: argparse.Namespace) -> int:
+    from sim.datagen import main
+
+    return main(args)
+
+
 # ---- the registry --------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[str, AddArguments, Run]] = {
     "tasks": ("list, show or validate task specs (config/tasks)", _tasks_arguments, _tasks_run),
     "demo": ("scripted episodes of every task: videos + summary", _demo_arguments, _demo_run),
+    "dataset": ("inspect, check or merge datasets (LeRobot v3)", _dataset_arguments, _dataset_run),
+    "generate": (
+        "expert demonstrations into a dataset (task=... episodes=N workers=K)",
+        _generate_arguments,
+        _generate_run,
+    ),
     # Next, one line each, run functions importing lazily from their station:
-    # "generate" (sim), "train" / "eval" (policies), "deploy" (real_robot), "calibrate" ...
+    # "train" / "eval" (policies), "deploy" (real_robot), "calibrate" ...
 }
 
 

@@ -19,6 +19,7 @@ from sim.env import KizunaEnv
 from sim.success import goal_position
 
 OPEN, CLOSED = 1.0, 0.0
+MAX_GRASP_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,12 @@ def _grasp_yaw(obj_quat_wxyz: np.ndarray, shape: str) -> float:
     if shape != "box":
         return 0.0
     return _wrap_quarter(yaw)
+
+
+def _min_jerk(t: float) -> float:
+    """Minimum-jerk progress along a segment: smooth start and stop, as human reaching is (and
+    gentle on a part held by friction alone)."""
+    return t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
 
 
 def _wrap_quarter(angle_rad: float) -> float:
@@ -82,29 +89,50 @@ class ScriptedExpert:
             yield Waypoint(goal_position(self.env.spec_task, p, state), 0.0, OPEN, speed, 3)
             return
         obj = self.env.spec_task.object(p.object or "")
-        pos, quat = state.object_pos_m[obj.name], state.object_quat_wxyz[obj.name]
-        yaw = _grasp_yaw(quat, obj.shape)
         clearance = float(self.rng.uniform(0.08, 0.12))
-        grasp = pos + np.array([0.0, 0.0, obj.height_m / 2 - _grasp_depth_m(obj)])
-        above = grasp + np.array([0.0, 0.0, clearance])
-        yield Waypoint(above, yaw, OPEN, speed)
+        goal = goal_position(self.env.spec_task, p, state)
+        grasp_dz = obj.height_m / 2 - _grasp_depth_m(obj)  # fingertips above the centre
+        place_z = goal[2] + grasp_dz + 0.005
+        # Carry high enough to clear bins and other objects.
+        carry_z = max(place_z, state.object_pos_m[obj.name][2]) + clearance + obj.height_m / 2
+        careful = 0.04 if p.kind == "inserted" else speed * 0.5
+        stages = ((carry_z, speed), (place_z + 0.03, speed), (place_z, careful))
+        for _ in range(MAX_GRASP_TRIES):  # a missed grasp or a drop starts over from the object
+            yield from self._grasp(obj, grasp_dz, clearance, carry_z, speed)
+            if p.kind == "lifted" and self._holding(obj):
+                return
+            # Approach the goal in stages, re-measuring the object in the hand before each: it
+            # may slip or turn while carried, and a 1 mm insertion clearance leaves no room.
+            for z, v in stages:
+                if not self._holding(obj):
+                    break
+                place = self._corrected_place(p, obj, goal, z)
+                yield Waypoint(place.pos_m, place.yaw_rad, CLOSED, v, 2 if z == place_z else 0)
+            else:
+                yield Waypoint(place.pos_m, place.yaw_rad, OPEN, speed, 4)
+                up = place.pos_m + np.array([0.0, 0.0, clearance])
+                yield Waypoint(up, place.yaw_rad, OPEN, speed)
+                return
+            yield Waypoint(self._tcp, self._yaw, OPEN, speed, 2)
+
+    def _grasp(
+        self, obj: ObjectSpec, grasp_dz: float, clearance: float, carry_z: float, speed: float
+    ) -> Iterator[Waypoint]:
+        """Above the object, down, close, lift: from wherever the object is now."""
+        state = self.env.scene_state()
+        pos = state.object_pos_m[obj.name]
+        yaw = _grasp_yaw(state.object_quat_wxyz[obj.name], obj.shape)
+        grasp = pos + np.array([0.0, 0.0, grasp_dz])
+        yield Waypoint(grasp + np.array([0.0, 0.0, clearance]), yaw, OPEN, speed)
         yield Waypoint(grasp, yaw, OPEN, speed * 0.5, 2)
         yield Waypoint(grasp, yaw, CLOSED, speed, 6)
-        # Carry high enough to clear bins and other objects.
-        goal = goal_position(self.env.spec_task, p, state)
-        place_z = goal[2] + (grasp - pos)[2] + 0.005
-        carry_z = max(place_z, pos[2]) + clearance + obj.height_m / 2
         yield Waypoint(np.array([*grasp[:2], carry_z]), yaw, CLOSED, speed)
-        if p.kind == "lifted":
-            return
-        # Approach the goal in stages, re-measuring the object in the hand before each: it may
-        # slip or turn while carried, and a 1 mm insertion clearance leaves no room for that.
-        careful = 0.04 if p.kind == "inserted" else speed * 0.5
-        for z, v in ((carry_z, speed), (place_z + 0.03, speed), (place_z, careful)):
-            place = self._corrected_place(p, obj, goal, z)
-            yield Waypoint(place.pos_m, place.yaw_rad, CLOSED, v, 2 if z == place_z else 0)
-        yield Waypoint(place.pos_m, place.yaw_rad, OPEN, speed, 4)
-        yield Waypoint(place.pos_m + np.array([0.0, 0.0, clearance]), place.yaw_rad, OPEN, speed)
+
+    def _holding(self, obj: ObjectSpec) -> bool:
+        """The object hangs between the fingers (within a few cm of the TCP)."""
+        state = self.env.scene_state()
+        gap_m = float(np.linalg.norm(state.object_pos_m[obj.name] - state.tcp_pos_m))
+        return gap_m < obj.height_m / 2 + 0.03
 
     def _corrected_place(
         self, p: Predicate, obj: ObjectSpec, goal: np.ndarray, z: float
@@ -138,7 +166,7 @@ class ScriptedExpert:
         steps = max(1, int(np.ceil(distance / (wp.speed_m_s * dt))))
         start, start_yaw = self._tcp.copy(), self._yaw
         for i in range(1, steps + 1):
-            alpha = i / steps
+            alpha = _min_jerk(i / steps)
             self._tcp = start + alpha * (wp.pos_m - start)
             self._yaw = start_yaw + alpha * (wp.yaw_rad - start_yaw)
             yield self._ik(), self._gripper

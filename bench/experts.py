@@ -22,6 +22,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from kizuna.metrics import wilson_interval  # noqa: E402
+
 TARGETS = {"nominal": 0.95, "randomized": 0.85}
 
 
@@ -43,16 +45,6 @@ def run_chunk(task: str, backend: str, randomized: bool, seeds: list[int]) -> li
         results.append({"seed": seed, "success": bool(success), "steps": steps})
     env.close()
     return results
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a success rate."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (float(centre - half), float(centre + half))
 
 
 def main() -> None:

@@ -130,6 +130,66 @@ def _generate_run(args: argparse.Namespace) -> int:
     return main(args)
 
 
+# ---- eval: policies/evaluate.py ------------------------------------------------------------
+
+
+def _eval_arguments(parser: argparse.ArgumentParser) -> None:
+    from policies.evaluate import add_arguments
+
+    add_arguments(parser)
+
+
+def _eval_run(args: argparse.Namespace) -> int:
+    from policies.evaluate import main
+
+    return main(args)
+
+
+# ---- rl: policies/rl.py --------------------------------------------------------------------
+
+
+def _rl_arguments(parser: argparse.ArgumentParser) -> None:
+    from policies.rl import add_arguments
+
+    add_arguments(parser)
+
+
+def _rl_run(args: argparse.Namespace) -> int:
+    from policies.rl import main
+
+    return main(args)
+
+
+# ---- train: policies/vla/train.py --------------------------------------------------------
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    from policies.vla.train import add_arguments
+
+    add_arguments(parser)
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    from policies.vla.train import main
+
+    return main(args)
+
+
+# ---- deploy: real_robot/deploy.py ----------------------------------------------------------
+
+
+def _deploy_arguments(parser: argparse.ArgumentParser) -> None:
+    from real_robot.deploy import add_arguments
+
+    add_arguments(parser)
+
+
+def _deploy_run(args: argparse.Namespace) -> int:
+    from real_robot.deploy import main
+
+    return main(args)
+
+
 # ---- the registry --------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[str, AddArguments, Run]] = {
@@ -141,8 +201,28 @@ COMMANDS: dict[str, tuple[str, AddArguments, Run]] = {
         _generate_arguments,
         _generate_run,
     ),
+    "eval": (
+        "evaluate a checkpoint in sim: success, CI, safety, videos (checkpoint=... task=...)",
+        _eval_arguments,
+        _eval_run,
+    ),
+    "rl": (
+        "SB3 baseline (SAC/PPO) on a state-based task -> checkpoint + eval (task=... algo=...)",
+        _rl_arguments,
+        _rl_run,
+    ),
+    "train": (
+        "imitation-train the VLA policy on datasets (dataset=... steps=N out=...)",
+        _train_arguments,
+        _train_run,
+    ),
+    "deploy": (
+        "run a checkpoint through the robot runtime: in sim, or as ROS 2 nodes (--backend ros)",
+        _deploy_arguments,
+        _deploy_run,
+    ),
     # Next, one line each, run functions importing lazily from their station:
-    # "train" / "eval" (policies), "deploy" (real_robot), "calibrate" ...
+    # "calibrate" (calibration) ...
 }
 
 

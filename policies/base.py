@@ -38,6 +38,7 @@ class Policy(Protocol):
 # One explicit literal: no import-time registration.
 POLICIES: dict[str, tuple[str, str]] = {
     "kizuna_vla": ("policies.vla.policy", "load_vla_policy"),
+    "sb3_state": ("policies.rl_policy", "load_sb3_policy"),
 }
 
 

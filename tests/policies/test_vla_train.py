@@ -1,0 +1,165 @@
+"""Training: data sampling, ``kizuna train`` end to end, resume, and Ctrl-C saving."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kizuna.cli import main as kizuna_main
+from kizuna.dataset.synthetic import write_synthetic
+from kizuna.hydra_config import compose
+from policies.base import load_policy
+from policies.vla.config import AugmentConfig, TrainConfig
+from policies.vla.data import Source, TrainingData, augment_images
+from policies.vla.normalize import identity_normalizer
+from policies.vla.resume import OPTIMIZER_FILE, optimizer_tensors, restore_training_state
+from policies.vla.train import listify_overrides, make_optimizer, setup_run, train
+
+TINY = [
+    "threads=1",
+    "batch_size=4",
+    "warmup_steps=2",
+    "log_every=1",
+    "language.encoder=hash",
+    "language.hash_dim=32",
+    "model.d_model=16",
+    "model.n_heads=2",
+    "model.trunk_layers=1",
+    "model.expert_layers=1",
+    "model.chunk_size=4",
+    "model.flow_steps=2",
+    "model.vision.channels=[4,8,8,8]",
+    "model.vision.groups=4",
+    "model.dropout=0.1",
+]
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("vla_data")
+    write_synthetic(root / "a", [12, 9])  # front 32x48, wrist 24x32: resized to one size
+    write_synthetic(root / "b", [10, 8], first_seed=5, instructions=["stack the cubes"])
+    return root / "a", root / "b"
+
+
+def config(*overrides: str) -> TrainConfig:
+    return compose("train", listify_overrides([*TINY, *overrides]), TrainConfig)
+
+
+def test_chunks_are_padded_with_the_last_action_and_masked() -> None:
+    frames = 5
+    source = Source(
+        root=Path("mem"),
+        states=np.zeros((frames, 8), np.float32),
+        actions=np.arange(frames, dtype=np.float32)[:, None].repeat(8, axis=1),
+        images={"front": np.zeros((frames, 8, 8, 3), np.uint8)},
+        episode_end=np.array([3, 3, 3, 5, 5]),  # two episodes: frames 0-2 and 3-4
+        instructions=["a", "a", "a", "b", "b"],
+    )
+    language = {"a": np.zeros(4, np.float32), "b": np.ones(4, np.float32)}
+    data = TrainingData([source], [1.0], language, identity_normalizer(["front"]), chunk_size=4)
+    batch = data._gather(0, np.array([1, 4]))
+    assert batch.actions[:, :, 0].tolist() == [[1, 2, 2, 2], [4, 4, 4, 4]]
+    assert batch.action_mask.tolist() == [[True, True, False, False], [True, False, False, False]]
+    assert batch.language[:, 0].tolist() == [0.0, 1.0]
+    g = torch.Generator().manual_seed(0)
+    sampled = data.sample(6, g, AugmentConfig())
+    assert sampled.images["front"].shape == (6, 3, 8, 8) and sampled.actions.shape == (6, 4, 8)
+
+
+def test_augmentation_keeps_range_and_shape() -> None:
+    images = torch.rand(3, 3, 16, 16) * 255
+    out = augment_images(images, AugmentConfig(shift_px=2), torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 255
+    assert not torch.equal(out, images)
+
+
+def test_kizuna_train_cli_end_to_end(
+    datasets: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = datasets
+    out = tmp_path / "run"
+    argv = ["train", f"dataset=[{a},{b}]", "dataset_weights=[1,3]", f"out={out}", "steps=4"]
+    assert kizuna_main([*argv, "checkpoint_every=2", *TINY]) == 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "step_000002",
+        "step_000004",
+    ]
+    assert (out / "last").resolve().name == "step_000004" and any((out / "tb").iterdir())
+    policy = load_policy(out / "last")
+    obs = {
+        "state": np.zeros(8, np.float32),
+        "images": {
+            "front": np.zeros((32, 48, 3), np.uint8),
+            "wrist": np.zeros((24, 32, 3), np.uint8),
+        },
+        "instruction": "stack the cubes",
+    }
+    chunk = policy.act(obs)
+    assert chunk.shape == (4, 8) and chunk.dtype == np.float32 and np.isfinite(chunk).all()
+    # A second run into the same directory must not silently overwrite it.
+    assert kizuna_main([*argv, *TINY]) == 1
+    # Resuming needs only the run directory: datasets, model and settings come from `last`.
+    assert kizuna_main(["train", f"out={out}", "resume=true", "steps=5"]) == 0
+    assert (out / "last").resolve().name == "step_000005"
+    # ... but not with another language encoder than the one the checkpoint was trained with.
+    assert kizuna_main(["train", f"out={out}", "resume=true", "language.encoder=minilm"]) == 1
+    assert "trained with language encoder 'hash'" in capsys.readouterr().err
+    assert kizuna_main(["train", f"dataset={a}", "stepz=3"]) == 2
+
+
+def test_resume_continues_where_the_last_checkpoint_left_off(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, _ = datasets
+    common = (f"dataset={a}", "steps=6", "checkpoint_every=2")
+    whole = train(config(*common, f"out={tmp_path / 'whole'}"), progress=False)
+
+    def crash_at_5(step: int, losses: dict[str, float]) -> None:
+        if step == 5:
+            raise RuntimeError("simulated crash")  # not Ctrl-C: nothing is saved
+
+    out = tmp_path / "crashed"
+    with pytest.raises(RuntimeError, match="simulated"):
+        train(config(*common, f"out={out}"), on_step=crash_at_5, progress=False)
+    assert (out / "last").resolve().name == "step_000004"
+
+    # The optimizer state comes back exactly as saved.
+    cfg = config(*common, f"out={out}", "resume=true")
+    run = setup_run(cfg, progress=False)
+    optimizer = make_optimizer(run.model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    assert restore_training_state(run.resume_from, optimizer, scheduler, torch.Generator()) == 4
+    saved = load_file(run.resume_from / OPTIMIZER_FILE)
+    restored = optimizer_tensors(optimizer)
+    assert saved.keys() == restored.keys() and len(saved) > 0
+    assert all(torch.equal(saved[k], restored[k]) for k in saved)
+
+    resumed = train(cfg, progress=False)
+    assert resumed.step == whole.step == 6 and len(resumed.losses) == 2
+    # Model, optimizer, schedule and every RNG restored: the loss curve continues as if the
+    # run had never stopped.
+    assert np.allclose(resumed.losses, whole.losses[4:], rtol=1e-4, atol=1e-6)
+
+
+def test_ctrl_c_saves_a_checkpoint_before_exiting(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    a, _ = datasets
+
+    def interrupt_at_3(step: int, losses: dict[str, float]) -> None:
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C delivers
+
+    cfg = config(f"dataset={a}", "steps=50", "checkpoint_every=100", f"out={tmp_path / 'r'}")
+    result = train(cfg, on_step=interrupt_at_3, progress=False)
+    assert result.interrupted and result.step == 3
+    assert (tmp_path / "r" / "last").resolve().name == "step_000003"
+    assert load_policy(tmp_path / "r" / "last").chunk_size == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored

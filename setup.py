@@ -101,6 +101,7 @@ setup(
         "safetensors",
         "tqdm",
         "hydra-core",
+        "matplotlib",  # evaluation and loop reports plot what tables cannot show
     ],
     extras_require={
         # PyBullet has no wheels for Python >= 3.12: it is the optional second backend.
@@ -119,6 +120,8 @@ setup(
             "tensorboard",
             "onnxruntime",
         ],
+        # Reinforcement-learning baselines (`kizuna rl`) and their training logs.
+        "rl": ["stable-baselines3>=2", "tensorboard"],
         # Data generation and evaluation over several machines (`ray.address=...`).
         "ray": ["ray>=2.9"],
         # rclpy and the message packages as PyPI wheels (cp311 manylinux), for machines

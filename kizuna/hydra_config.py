@@ -3,6 +3,7 @@ overrides and hand back a typed, frozen dataclass. Library code never sees a Dic
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import typing
 from collections.abc import Sequence
@@ -59,3 +60,13 @@ def _to_dataclass(schema: type[T], values: Any) -> T:
             value = tuple(value)
         kwargs[f.name] = value
     return schema(**kwargs)
+
+
+def add_overrides_argument(parser: argparse.ArgumentParser, name: str, example: str) -> None:
+    """The ``key=value ...`` positional argument of a Hydra-configured subcommand."""
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help=f"e.g. {example} (all keys: config/hydra/{name}.yaml)",
+    )

@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from kizuna import __version__
+from kizuna.hydra_config import add_overrides_argument
 from kizuna.metrics import wilson_interval
 from kizuna.task import load_task
 from policies.base import Policy
@@ -344,12 +345,10 @@ def summary_table(reports: list[EvalReport]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="e.g. checkpoint=runs/vla task=pick_place episodes=50 reality=medium "
-        "'task=[reach,push]' (all keys: config/hydra/eval.yaml)",
+    add_overrides_argument(
+        parser,
+        "eval",
+        "checkpoint=runs/vla task=pick_place episodes=50 reality=medium 'task=[reach,push]'",
     )
 
 

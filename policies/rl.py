@@ -20,6 +20,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from kizuna.hydra_config import add_overrides_argument
 from kizuna.task import load_task
 from policies.evaluate import EvalConfig, EvalReport, evaluate
 from policies.rl_policy import StateObservationWrapper, save_checkpoint
@@ -186,12 +187,10 @@ def _evaluate_saved(cfg: RLConfig, out: Path, progress: bool) -> EvalReport:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="e.g. task=reach algo=sac steps=40000 out=runs/rl_reach sac.learning_starts=500 "
-        "(all keys: config/hydra/rl.yaml)",
+    add_overrides_argument(
+        parser,
+        "rl",
+        "task=reach algo=sac steps=40000 out=runs/rl_reach sac.learning_starts=500",
     )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from kizuna.dataset import DatasetReader, DatasetWriter, Provenance
 from kizuna.dataset.format import default_action_names, default_state_names
+from kizuna.hydra_config import add_overrides_argument
 from kizuna.robot import PANDA
 from kizuna.task import TaskSpec, load_task
 
@@ -287,12 +288,10 @@ def _write(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="e.g. task=pick_place episodes=200 workers=2 out=data/pp resume=true "
-        "ray.address=auto (all keys: config/hydra/generate.yaml)",
+    add_overrides_argument(
+        parser,
+        "generate",
+        "task=pick_place episodes=200 workers=2 out=data/pp resume=true ray.address=auto",
     )
 
 

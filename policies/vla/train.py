@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from kizuna.dataset import DatasetReader
+from kizuna.hydra_config import add_overrides_argument
 from policies.vla.checkpoint import load_checkpoint, load_vision_weights
 from policies.vla.config import ModelConfig, TrainConfig, from_dict, to_dict
 from policies.vla.data import (
@@ -359,12 +360,11 @@ def resumed_config(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="e.g. dataset=data/pick_place steps=20000 batch_size=64 out=runs/vla "
-        "resume=true model.head=l1 language.encoder=e5 (all keys: config/hydra/train.yaml)",
+    add_overrides_argument(
+        parser,
+        "train",
+        "dataset=data/pick_place steps=20000 batch_size=64 out=runs/vla resume=true "
+        "model.head=l1 language.encoder=e5",
     )
 
 

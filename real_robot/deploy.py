@@ -79,20 +79,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="sim: drive the simulator directly; ros: start the ROS 2 nodes",
     )
     parser.add_argument("--task", default="pick_place", help="task name or YAML path")
-    parser.add_argument("--engine", default=None, help="physics engine for --backend sim")
+    parser.add_argument("--engine", default=None, help="physics engine: mujoco or pybullet")
     parser.add_argument("--reality", default=None, help="reality profile name or path")
     parser.add_argument("--episodes", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--replan-every", type=int, default=5, help="ticks between inferences")
-    parser.add_argument("--video", default=None, help="mp4 of the first episode")
+    parser.add_argument("--video", default=None, help="mp4 of the first episode (sim)")
+    parser.add_argument(
+        "--instruction", default=None, help="ros: instruction (default: the task's first, English)"
+    )
+    parser.add_argument(
+        "--episode-steps", type=int, default=None, help="ros: episode length (default: the task's)"
+    )
+    parser.add_argument(
+        "--command-interface",
+        choices=["forward_position_controller", "joint_trajectory_controller"],
+        default="forward_position_controller",
+        help="ros: the controller interface the policy node commands",
+    )
+    parser.add_argument(
+        "--rt-priority",
+        type=int,
+        default=0,
+        help="ros: run the nodes under `chrt -f N` (SCHED_FIFO; needs CAP_SYS_NICE); 0: off",
+    )
     parser.add_argument("--report", default=None, help="write the JSON report here")
 
 
+def run_ros(args: argparse.Namespace) -> dict | None:
+    """The policy node and the simulated robot node as processes, over DDS."""
+    try:
+        from real_robot.ros.deploy_ros import DeployError, run_nodes
+    except ImportError as exc:
+        print(f"error: --backend ros needs rclpy ({exc}); pip install -e '.[ros]'")
+        return None
+    try:
+        return run_nodes(args)
+    except DeployError as exc:
+        print(f"error: {exc}")
+        return None
+
+
 def main(args: argparse.Namespace) -> int:
-    if args.backend == "ros":
-        print("error: --backend ros needs the ROS 2 nodes (issue #4, in progress)")
+    try:
+        result = run_ros(args) if args.backend == "ros" else run_sim(args)
+    except KeyboardInterrupt:
+        return 130
+    if result is None:
         return 2
-    result = run_sim(args)
     print(f"success {result['success_rate']:.0%} over {len(result['episodes'])} episodes")
     if args.report:
         Path(args.report).write_text(json.dumps(result, indent=2))

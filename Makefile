@@ -56,9 +56,9 @@ system-packages:
 $(STAMP): setup.py setup.cfg pyproject.toml package.xml Makefile | venv
 	$(PIP) install --upgrade pip setuptools wheel
 	$(PIP) install $(TORCH_PIP_ARGS) torch==$(TORCH_VERSION)
-	@extras=pybullet,bench,ray,rl,vla,ros,dev; \
+	@extras=pybullet,bench,ray,remote,rl,vla,ros,dev; \
 	if ! $(PY) -c 'import sys; sys.exit(sys.version_info >= (3, 12))'; then \
-	  extras=ray,rl,vla,ros,dev; echo "Python >= 3.12: skipping the pybullet and bench extras (no wheels)"; \
+	  extras=ray,remote,rl,vla,ros,dev; echo "Python >= 3.12: skipping the pybullet and bench extras (no wheels)"; \
 	fi; \
 	echo "$(PIP) install -e '.[$$extras]'"; \
 	$(PIP) install -e ".[$$extras]"

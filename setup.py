@@ -124,6 +124,9 @@ setup(
         "rl": ["stable-baselines3>=2", "tensorboard"],
         # Data generation and evaluation over several machines (`ray.address=...`).
         "ray": ["ray>=2.9"],
+        # Policies over openpi's websocket protocol: `kizuna serve`, load_policy("ws://...").
+        # Not openpi-client itself: it pins numpy<2 (policies/msgpack_numpy.py speaks its format).
+        "remote": ["msgpack>=1.0", "websockets>=15"],
         # rclpy and the message packages as PyPI wheels (cp311 manylinux), for machines
         # without a ROS 2 install. launch/launch_ros, ros2cli and control_msgs are not on
         # PyPI: the launch files need a real ROS 2 (`kizuna deploy --backend ros` does not).

@@ -190,6 +190,21 @@ def _deploy_run(args: argparse.Namespace) -> int:
     return main(args)
 
 
+# ---- serve: policies/serve.py ------------------------------------------------------------
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    from policies.serve import add_arguments
+
+    add_arguments(parser)
+
+
+def _serve_run(args: argparse.Namespace) -> int:
+    from policies.serve import main
+
+    return main(args)
+
+
 # ---- the registry --------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[str, AddArguments, Run]] = {
@@ -220,6 +235,11 @@ COMMANDS: dict[str, tuple[str, AddArguments, Run]] = {
         "run a checkpoint through the robot runtime: in sim, or as ROS 2 nodes (--backend ros)",
         _deploy_arguments,
         _deploy_run,
+    ),
+    "serve": (
+        "serve a checkpoint over openpi's websocket protocol (checkpoint=... host=... port=...)",
+        _serve_arguments,
+        _serve_run,
     ),
     # Next, one line each, run functions importing lazily from their station:
     # "calibrate" (calibration) ...

@@ -39,7 +39,20 @@ class Policy(Protocol):
 POLICIES: dict[str, tuple[str, str]] = {
     "kizuna_vla": ("policies.vla.policy", "load_vla_policy"),
     "sb3_state": ("policies.rl_policy", "load_sb3_policy"),
+    # a policy server (ws://host:port, or a config.json naming one): policies/remote.py
+    "remote": ("policies.remote", "load_remote_policy"),
+    # a LeRobot checkpoint (its own config.json "type", see LEROBOT_TYPES); needs lerobot
+    "lerobot": ("policies.lerobot_adapter", "load_lerobot_policy"),
 }
+# LeRobot's policy types (the "type" its PreTrainedPolicy.save_pretrained writes) -> "lerobot".
+LEROBOT_TYPES = frozenset(
+    {"act", "diffusion", "groot", "pi0", "pi05", "pi0_fast", "smolvla", "tdmpc", "vqbet", "xvla"}
+)
+
+
+def is_remote_uri(source: str | Path) -> bool:
+    """``ws://`` or ``wss://``: a policy server, not a checkpoint directory."""
+    return str(source).startswith(("ws://", "wss://"))
 
 
 def checkpoint_type(path: Path) -> str:
@@ -53,13 +66,20 @@ def checkpoint_type(path: Path) -> str:
         kind = json.loads(config.read_text())["type"]
     except (json.JSONDecodeError, KeyError) as exc:
         raise ValueError(f"{config}: cannot read the checkpoint type ({exc})") from None
+    if kind in LEROBOT_TYPES:
+        return "lerobot"
     if kind not in POLICIES:
-        raise ValueError(f"{config}: unknown checkpoint type {kind!r}; known: {sorted(POLICIES)}")
+        raise ValueError(
+            f"{config}: unknown checkpoint type {kind!r}; known: {sorted(POLICIES)} and "
+            f"LeRobot's {sorted(LEROBOT_TYPES)}"
+        )
     return kind
 
 
 def load_policy(path: str | Path, **options: Any) -> Policy:
-    """Load any supported policy from a checkpoint directory (or other source, later)."""
-    path = Path(path)
-    module_name, loader = POLICIES[checkpoint_type(path)]
-    return getattr(importlib.import_module(module_name), loader)(path, **options)
+    """Load any supported policy: a checkpoint directory, or ``ws://host:port`` (a policy
+    server, ``policies.remote.RemotePolicy``)."""
+    source: str | Path = str(path) if is_remote_uri(path) else Path(path)
+    kind = "remote" if isinstance(source, str) else checkpoint_type(source)
+    module_name, loader = POLICIES[kind]
+    return getattr(importlib.import_module(module_name), loader)(source, **options)

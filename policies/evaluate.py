@@ -25,7 +25,7 @@ from kizuna import __version__
 from kizuna.hydra_config import add_overrides_argument
 from kizuna.metrics import wilson_interval
 from kizuna.task import load_task
-from policies.base import Policy
+from policies.base import Policy, is_remote_uri
 from policies.rl_policy import PRIVILEGED_KEY, PrivilegedStateWrapper
 from policies.rollout import EpisodeResult, run_episode
 
@@ -63,16 +63,23 @@ class EvalConfig:
 
     def out_dir(self, task_name: str) -> Path | None:
         """Where one task's report goes: ``out`` (``out/<task>`` with several tasks), else
-        ``<checkpoint>/eval/<task>[-<reality>]``; ``None`` when there is neither."""
+        ``<checkpoint>/eval/<task>[-<reality>]``; ``None`` when there is neither (or the
+        checkpoint is a ``ws://`` policy server)."""
         name = f"{task_name}{self.reality_tag}"
         if self.out:
             return Path(self.out) / name if len(self.tasks) > 1 else Path(self.out)
-        return Path(self.checkpoint) / "eval" / name if self.checkpoint else None
+        return self._local_checkpoint / "eval" / name if self._local_checkpoint else None
 
     def summary_dir(self) -> Path | None:
         if self.out:
             return Path(self.out)
-        return Path(self.checkpoint) / "eval" if self.checkpoint else None
+        return self._local_checkpoint / "eval" if self._local_checkpoint else None
+
+    @property
+    def _local_checkpoint(self) -> Path | None:
+        if not self.checkpoint or is_remote_uri(self.checkpoint):
+            return None
+        return Path(self.checkpoint)
 
 
 def checkpoint_hash(path: str | Path | None) -> str | None:
@@ -171,7 +178,9 @@ def _meta(policy: Policy, cfg: EvalConfig, task: str, env: gym.Env) -> dict[str,
         "task_source": task,
         "task_spec_hash": spec.spec_hash(),
         "checkpoint": str(cfg.checkpoint) if cfg.checkpoint else None,
-        "checkpoint_config_hash": checkpoint_hash(cfg.checkpoint),
+        # A remote policy (policies.remote) reports its server's checkpoint hash.
+        "checkpoint_config_hash": checkpoint_hash(cfg.checkpoint)
+        or getattr(policy, "checkpoint_config_hash", None),
         "policy": type(policy).__name__,
         "reality": cfg.reality,
         "backend": env.unwrapped.backend_name,
@@ -363,16 +372,17 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError("checkpoint=PATH is required (a checkpoint directory)")
         policy = load_policy(cfg.checkpoint)
         reports = evaluate_tasks(policy, cfg, progress=True)
-    except (ValueError, FileNotFoundError, TaskSpecError) as exc:
+    except (ValueError, FileNotFoundError, ConnectionError, TimeoutError, TaskSpecError) as exc:
         print(f"error: {exc}")
         return 2
     for report in reports:
         where = cfg.out_dir(report.task)
+        written = where / "report.json" if where else "not written (pass out=DIR)"
         low, high = report.ci95
         print(
             f"{report.task}: success {report.success_rate:.0%} "
             f"({report.successes}/{len(report.episodes)}, 95 % CI [{low:.2f}, {high:.2f}]); "
-            f"safety events {report.safety_totals()}; report {where / 'report.json'}"
+            f"safety events {report.safety_totals()}; report {written}"
         )
     if len(reports) > 1:
         print(summary_table(reports))

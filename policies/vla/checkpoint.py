@@ -4,7 +4,8 @@
 checkpoint/
 ├── config.json                  # "type": "kizuna_vla", the model config, language encoder
 │                                #   name + dim + cached instructions, cameras, image size,
-│                                #   chunk size, flow steps, kizuna version, training summary
+│                                #   chunk size, action space (relative | absolute; absent:
+│                                #   absolute), flow steps, kizuna version, training summary
 ├── model.safetensors            # weights only
 ├── normalization.json           # the state/action/image statistics the model was trained with
 └── language_cache.safetensors   # "embeddings" [N, dim], row i = config.json's instructions[i]
@@ -103,6 +104,7 @@ def checkpoint_config(
         "state_dim": cfg.state_dim,
         "action_dim": cfg.action_dim,
         "chunk_size": cfg.chunk_size,
+        "action_space": cfg.action_space,  # of the model's output; act() returns absolute
         "flow_steps": cfg.flow_steps,
         "head": cfg.head,
         "language": {"encoder": embedder.name, "dim": embedder.dim, "instructions": instructions},
@@ -222,7 +224,9 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
     path = Path(path)
     meta = read_config(path)
     try:
-        cfg = from_dict(ModelConfig, meta["model"], f"{path / CONFIG_FILE}: model")
+        # Checkpoints from before relative actions were the default predicted absolute ones.
+        values = {"action_space": "absolute", **meta["model"]}
+        cfg = from_dict(ModelConfig, values, f"{path / CONFIG_FILE}: model")
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path / CONFIG_FILE}: bad model config ({exc})") from None
     if meta["language"]["dim"] != cfg.language_dim:

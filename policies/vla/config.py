@@ -13,6 +13,11 @@ from typing import Any
 
 # The action head: "flow" (flow matching, pi0/SmolVLA style) or "l1" (ACT-style regression).
 HEADS = ("flow", "l1")
+# What the model predicts for the arm joints: "relative" (each chunk row's joint targets minus
+# the joint state at the chunk's observation, pi0/LeRobot "delta actions") or "absolute"
+# (joint targets as they are). The gripper command is absolute either way. A checkpoint whose
+# config.json predates this key is "absolute".
+ACTION_SPACES = ("relative", "absolute")
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,8 @@ class ModelConfig:
     cameras: tuple[str, ...] = ("front", "wrist")
     image_size: tuple[int, int] = (96, 96)  # (height, width) the encoder sees
     state_dim: int = 8  # 7 joints (rad) + gripper (0..1)
-    action_dim: int = 8  # absolute joint targets (rad) + gripper command (0..1)
+    action_dim: int = 8  # joint targets (rad) + gripper command (0..1)
+    action_space: str = "absolute"  # of the joint targets: "relative" | "absolute"
     chunk_size: int = 10  # T action steps per chunk (0.5 s at 20 Hz)
     language_dim: int = 384  # the frozen instruction embedding's size (set from the encoder)
     d_model: int = 128
@@ -54,6 +60,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ValueError(f"model.head: {self.head!r} is not one of {HEADS}")
+        if self.action_space not in ACTION_SPACES:
+            raise ValueError(
+                f"model.action_space: {self.action_space!r} is not one of {ACTION_SPACES}"
+            )
         if self.d_model % self.n_heads:
             raise ValueError(f"model.d_model ({self.d_model}) must divide by n_heads")
         if not self.cameras:
@@ -82,6 +92,7 @@ class TrainModelConfig:
     cameras: tuple[str, ...] = ()  # empty: every camera in the first dataset
     image_size: tuple[int, ...] = ()  # empty: the first dataset's size; or (h, w) or (side,)
     chunk_size: int = 10
+    action_space: str = "absolute"  # "relative" (joints minus the current state) | "absolute"
     d_model: int = 128
     n_heads: int = 4
     trunk_layers: int = 3

@@ -3,7 +3,10 @@
 Each episode's videos are decoded once (``DatasetReader.episode``) into uint8 arrays, resized
 to the model's image size if needed, and kept for the whole run. A sample is frame ``t`` of an
 episode with the chunk of actions ``t .. t+T-1``; past the episode's end the chunk repeats the
-last action and its mask is 0, so padding never counts in the loss. Several datasets (tasks)
+last action and its mask is 0, so padding never counts in the loss. With relative actions
+(the default), every row's joint targets are taken relative to the joint state at frame ``t``
+(the gripper stays absolute); ``chunk_action_stats`` gives the normalization stats of exactly
+those targets. Several datasets (tasks)
 mix with configurable weights. Augmentation (shift, brightness, contrast, saturation) runs in
 torch on the batch. All randomness comes from one ``torch.Generator``, which training saves
 and restores on resume.
@@ -24,7 +27,7 @@ from kizuna.dataset import DatasetReader
 from kizuna.dataset.format import IMAGE_PREFIX
 from policies.vla.config import AugmentConfig
 from policies.vla.model import resize_images
-from policies.vla.normalize import Normalizer
+from policies.vla.normalize import Normalizer, to_relative
 
 
 @dataclass
@@ -117,6 +120,7 @@ class TrainingData:
         language: dict[str, np.ndarray],
         normalizer: Normalizer,
         chunk_size: int,
+        action_space: str = "absolute",
     ) -> None:
         if len(weights) != len(sources):
             raise ValueError(
@@ -126,6 +130,7 @@ class TrainingData:
         self.weights = torch.tensor(weights, dtype=torch.float64)
         self.normalizer = normalizer
         self.chunk_size = chunk_size
+        self.action_space = action_space
         strings = sorted(language)
         self.language = torch.from_numpy(np.stack([language[s] for s in strings]))
         row = {s: i for i, s in enumerate(strings)}
@@ -157,10 +162,7 @@ class TrainingData:
     def _gather(self, k: int, index: np.ndarray) -> Batch:
         """Raw (unnormalized-image) batch of frames ``index`` of source ``k``."""
         source = self.sources[k]
-        steps = index[:, None] + np.arange(self.chunk_size)[None]  # [B, T]
-        end = source.episode_end[index][:, None]
-        mask = steps < end
-        steps = np.minimum(steps, end - 1)  # repeat the episode's last action past its end
+        actions, mask = chunk_targets(source, index, self.chunk_size, self.action_space)
         norm = self.normalizer
         return Batch(
             images={
@@ -169,9 +171,41 @@ class TrainingData:
             },
             state=norm.state.normalize(torch.from_numpy(source.states[index])),
             language=self.language[self.language_rows[k][torch.from_numpy(index)]],
-            actions=norm.action.normalize(torch.from_numpy(source.actions[steps])),
+            actions=norm.action.normalize(torch.from_numpy(actions)),
             action_mask=torch.from_numpy(mask),
         )
+
+
+def chunk_targets(
+    source: Source, index: np.ndarray, chunk_size: int, action_space: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The unnormalized action chunks ``[B, T, A]`` of frames ``index``, and their mask."""
+    steps = index[:, None] + np.arange(chunk_size)[None]  # [B, T]
+    end = source.episode_end[index][:, None]
+    mask = steps < end
+    steps = np.minimum(steps, end - 1)  # repeat the episode's last action past its end
+    actions = source.actions[steps]
+    if action_space == "relative":
+        actions = to_relative(actions, source.states[index])
+    return actions, mask
+
+
+def chunk_action_stats(
+    sources: Sequence[Source], chunk_size: int, action_space: str = "absolute"
+) -> dict[str, np.ndarray]:
+    """min/max/mean/std/count of every unpadded chunk target of every frame of ``sources``."""
+    rows = []
+    for source in sources:
+        actions, mask = chunk_targets(source, np.arange(len(source)), chunk_size, action_space)
+        rows.append(actions[mask].astype(np.float64))
+    values = np.concatenate(rows)
+    return {
+        "min": values.min(axis=0),
+        "max": values.max(axis=0),
+        "mean": values.mean(axis=0),
+        "std": values.std(axis=0),
+        "count": np.array([len(values)]),
+    }
 
 
 def _concat(parts: Sequence[Batch]) -> Batch:

@@ -6,6 +6,10 @@
 - states: always ``meanstd``: proprioception is an input, and outliers there just scale down.
 - images: ``(pixel / 255 - mean_c) / std_c`` per channel and camera.
 
+With relative actions (``ModelConfig.action_space``), the action stats describe the chunk
+targets the model is trained on: joints minus the state at the chunk's observation, computed
+from the training data in memory (``data.chunk_action_stats``), not the dataset's stats.json.
+
 A dimension that never moved (range or std below ``EPS``) gets scale 1, so it passes through
 shifted instead of dividing by zero. The stats travel in ``normalization.json`` next to the
 weights, so a checkpoint unnormalizes exactly as it was trained.
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -24,6 +28,23 @@ EPS = 1e-6
 MODES = ("minmax", "meanstd")
 DEFAULT_IMAGE_MEAN = (0.5, 0.5, 0.5)
 DEFAULT_IMAGE_STD = (0.25, 0.25, 0.25)
+ARM_JOINTS = 7  # action and state dimensions 0..6; dimension 7 (the gripper) stays absolute
+
+Array = TypeVar("Array", np.ndarray, torch.Tensor)
+
+
+def to_relative(actions: Array, state: Array) -> Array:
+    """Chunks ``[..., T, A]`` of absolute actions minus the joint ``state`` ``[..., S]``."""
+    out = actions.copy() if isinstance(actions, np.ndarray) else actions.clone()
+    out[..., :ARM_JOINTS] -= state[..., None, :ARM_JOINTS]
+    return out
+
+
+def to_absolute(actions: Array, state: Array) -> Array:
+    """The inverse of ``to_relative``: relative joint targets plus the joint ``state``."""
+    out = actions.copy() if isinstance(actions, np.ndarray) else actions.clone()
+    out[..., :ARM_JOINTS] += state[..., None, :ARM_JOINTS]
+    return out
 
 
 @dataclass(frozen=True)

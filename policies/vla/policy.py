@@ -2,6 +2,8 @@
 
 ``act(observation)`` turns the env/robot observation (Contract 2) into one action chunk
 (Contract 3): absolute joint targets (rad) + gripper (0..1), ``[chunk_size, 8]`` float32.
+A model trained on relative actions predicts joint targets minus the current joints; ``act``
+adds the observation's (raw) joint state back, so callers always get absolute targets.
 The flow head's noise comes from a seeded generator that ``reset()`` re-seeds, so an episode
 replays exactly: evaluation is reproducible.
 """
@@ -17,6 +19,7 @@ import torch
 
 from policies.vla.checkpoint import Checkpoint, load_checkpoint
 from policies.vla.model import resize_images
+from policies.vla.normalize import to_absolute
 
 GRIPPER = -1  # the last action dimension: gripper command, 0 closed .. 1 open
 
@@ -49,7 +52,8 @@ class VLAPolicy:
 
     def _inputs(
         self, observation: Mapping[str, Any]
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalized model inputs (images, state, language), and the raw state ``[8]``."""
         cfg = self.model.cfg
         images = observation.get("images") or {}
         absent = [c for c in cfg.cameras if c not in images]
@@ -74,6 +78,7 @@ class VLAPolicy:
             tensors,
             self.normalizer.state.normalize(state)[None],
             language.to(self.device)[None],
+            state,
         )
 
     def _embed(self, instruction: str) -> np.ndarray:
@@ -88,11 +93,13 @@ class VLAPolicy:
     def act(self, observation: Mapping[str, Any]) -> np.ndarray:
         """One action chunk ``[chunk_size, action_dim]`` float32 for this observation."""
         with torch.inference_mode():
-            images, state, language = self._inputs(observation)
+            images, state, language, raw_state = self._inputs(observation)
             normalized = self.model.predict(
                 images, state, language, self.generator, self.flow_steps
             )
             actions = self.normalizer.action.unnormalize(normalized[0])
+            if self.model.cfg.action_space == "relative":
+                actions = to_absolute(actions, raw_state)
         chunk = actions.float().cpu().numpy()
         # The gripper command is 0..1 by contract; joint limits are the safety filter's job.
         chunk[:, GRIPPER] = np.clip(chunk[:, GRIPPER], 0.0, 1.0)

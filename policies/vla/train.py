@@ -34,6 +34,7 @@ from policies.vla.checkpoint import load_checkpoint, load_vision_weights
 from policies.vla.config import ModelConfig, TrainConfig, from_dict, to_dict
 from policies.vla.data import (
     TrainingData,
+    chunk_action_stats,
     dataset_cameras,
     dataset_image_size,
     load_source,
@@ -83,6 +84,7 @@ def model_config_for(cfg: TrainConfig, reader: DatasetReader, language_dim: int)
         cameras=tuple(cameras),
         image_size=size,
         chunk_size=m.chunk_size,
+        action_space=m.action_space,
         language_dim=language_dim,
         d_model=m.d_model,
         n_heads=m.n_heads,
@@ -153,6 +155,7 @@ def setup_run(cfg: TrainConfig, progress: bool = True) -> Setup:
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from)
         model, normalizer, embedder = ckpt.model.train(), ckpt.normalizer, ckpt.embedder
+        model_cfg = model.cfg
         wanted = cfg.language.encoder
         if wanted != "auto" and resolve_encoder_name(wanted) != embedder.name:
             raise ValueError(
@@ -163,21 +166,26 @@ def setup_run(cfg: TrainConfig, progress: bool = True) -> Setup:
         name = resolve_encoder_name(cfg.language.encoder)
         embedder = InstructionEmbedder(name, encoder_dim(name, cfg.language.hash_dim))
         model_cfg = model_config_for(cfg, readers[0], embedder.dim)
+    sources = [
+        load_source(p, model_cfg.cameras, model_cfg.image_size, progress) for p in cfg.dataset
+    ]
+    if resume_from is None:
         stats = merge_stats([r.stats for r in readers])
+        if model_cfg.action_space == "relative":  # stats.json describes absolute actions
+            stats["action"] = chunk_action_stats(sources, model_cfg.chunk_size)
         normalizer = normalizer_from_stats(stats, model_cfg.cameras, cfg.action_norm)
         model = VLAModel(model_cfg)
         if model_cfg.vision.pretrained_path:
             load_vision_weights(model, model_cfg.vision.pretrained_path)
     if model.cfg.vision.freeze:
         model.vision.requires_grad_(False)
-    sources = [
-        load_source(p, model.cfg.cameras, model.cfg.image_size, progress) for p in cfg.dataset
-    ]
     instructions = sorted({s for src in sources for s in src.instructions})
     embedder.embed_many(instructions)  # each distinct instruction encoded once
     weights = cfg.dataset_weights or tuple(float(len(s)) for s in sources)
     language = {s: embedder.cache[s] for s in instructions}
-    data = TrainingData(sources, weights, language, normalizer, model.cfg.chunk_size)
+    data = TrainingData(
+        sources, weights, language, normalizer, model.cfg.chunk_size, model.cfg.action_space
+    )
     return Setup(model.to(cfg.device), normalizer, embedder, data, resume_from)
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from kizuna.robot import PANDA
 from policies.base import Policy, load_policy
 from policies.vla.checkpoint import (
     CheckpointError,
@@ -165,3 +166,53 @@ def test_known_instructions_need_no_language_package(
     assert policy.act(observation(instruction="put the red cube in the bin")).shape == (10, 8)
     with pytest.raises(ImportError, match=r"kizuna\[vla\].*knows without the encoder: .*bin"):
         policy.act(observation(instruction="a brand-new instruction"))
+
+
+def zero_head(path: Path, out: Path) -> Path:
+    """A copy of checkpoint ``path`` whose action head outputs exactly 0 (normalized)."""
+    ckpt = load_checkpoint(path)
+    torch.nn.init.zeros_(ckpt.model.action_out.weight)
+    torch.nn.init.zeros_(ckpt.model.action_out.bias)
+    return save_checkpoint(out, ckpt.model, ckpt.normalizer, ckpt.embedder)
+
+
+def test_tiny_checkpoint_is_absolute_and_stays_near_home(tiny: Path) -> None:
+    policy = load_vla_policy(tiny)
+    assert policy.model.cfg.action_space == "absolute"
+    home = np.asarray(PANDA.home_q_rad, np.float32)
+    for seed in range(3):  # states far from home: absolute targets stay near home anyway
+        assert np.abs(policy.act(observation(seed))[:, :7] - home).max() < 0.5
+
+
+def test_config_without_action_space_loads_as_absolute(tiny: Path, tmp_path: Path) -> None:
+    path = copy_of(tiny, tmp_path)
+    config = json.loads((path / "config.json").read_text())
+    del config["model"]["action_space"], config["action_space"]  # as written before the key
+    (path / "config.json").write_text(json.dumps(config))
+    assert load_checkpoint(path).config.action_space == "absolute"
+    assert np.array_equal(
+        load_vla_policy(path).act(observation()), load_vla_policy(tiny).act(observation())
+    )
+
+
+@pytest.mark.parametrize("head", ["l1", "flow"])
+def test_relative_act_adds_the_observed_state(tmp_path: Path, head: str) -> None:
+    path = make_tiny_checkpoint(tmp_path / "rel", head=head, action_space="relative")
+    assert json.loads((path / "config.json").read_text())["model"]["action_space"] == "relative"
+    policy = load_vla_policy(zero_head(path, tmp_path / "zero"))
+    assert policy.model.cfg.action_space == "relative"
+    for seed in range(2):
+        obs = observation(seed)
+        chunk = policy.act(obs)
+        # Output ~0 means "stay": the absolute targets are the observation's (raw) joints; the
+        # flow head's zero velocity leaves its noise, 0.05 rad per normalized unit.
+        tolerance = 1e-6 if head == "l1" else 0.3
+        assert np.abs(chunk[:, :7] - obs["state"][:7]).max() < tolerance
+        if head == "l1":  # the gripper stays absolute: the normalization's centre
+            assert np.allclose(chunk[:, 7], 0.5)
+    # The same zeroed head on an absolute checkpoint goes to the normalization's centre, home.
+    absolute = load_vla_policy(
+        zero_head(make_tiny_checkpoint(tmp_path / "abs", head="l1"), tmp_path / "zero_abs")
+    )
+    home = np.asarray(PANDA.home_q_rad, np.float32)
+    assert np.allclose(absolute.act(observation())[:, :7], home, atol=1e-6)

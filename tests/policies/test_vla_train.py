@@ -12,12 +12,14 @@ import torch
 from safetensors.torch import load_file
 
 from kizuna.cli import main as kizuna_main
+from kizuna.dataset import DatasetReader
 from kizuna.dataset.synthetic import write_synthetic
 from kizuna.hydra_config import compose
 from policies.base import load_policy
-from policies.vla.config import AugmentConfig, TrainConfig
-from policies.vla.data import Source, TrainingData, augment_images
-from policies.vla.normalize import identity_normalizer
+from policies.vla.checkpoint import load_checkpoint
+from policies.vla.config import AugmentConfig, ModelConfig, TrainConfig
+from policies.vla.data import Source, TrainingData, augment_images, chunk_action_stats
+from policies.vla.normalize import Affine, identity_normalizer, to_absolute, to_relative
 from policies.vla.resume import OPTIMIZER_FILE, optimizer_tensors, restore_training_state
 from policies.vla.train import listify_overrides, make_optimizer, setup_run, train
 
@@ -71,6 +73,83 @@ def test_chunks_are_padded_with_the_last_action_and_masked() -> None:
     g = torch.Generator().manual_seed(0)
     sampled = data.sample(6, g, AugmentConfig())
     assert sampled.images["front"].shape == (6, 3, 8, 8) and sampled.actions.shape == (6, 4, 8)
+
+
+def random_source(frames: int = 7, seed: int = 0) -> Source:
+    rng = np.random.default_rng(seed)
+    return Source(
+        root=Path("mem"),
+        states=rng.normal(0, 1, (frames, 8)).astype(np.float32),
+        actions=rng.normal(0, 1, (frames, 8)).astype(np.float32),
+        images={"front": np.zeros((frames, 8, 8, 3), np.uint8)},
+        episode_end=np.array([4] * 4 + [frames] * (frames - 4)),  # two episodes
+        instructions=["a"] * frames,
+    )
+
+
+def test_relative_chunks_plus_the_state_are_the_absolute_actions() -> None:
+    source, chunk = random_source(), 3
+    language = {"a": np.zeros(4, np.float32)}
+    data = TrainingData(
+        [source], [1.0], language, identity_normalizer(["front"]), chunk, action_space="relative"
+    )
+    index = np.arange(len(source))
+    batch = data._gather(0, index)
+    steps = np.minimum(index[:, None] + np.arange(chunk), source.episode_end[:, None] - 1)
+    absolute = source.actions[steps]
+    relative = batch.actions.numpy()
+    # Every row is relative to the state at the chunk's observation (frame t), not at t + k.
+    expected = absolute[..., :7] - source.states[:, None, :7]
+    assert np.allclose(relative[..., :7], expected, atol=1e-6)
+    assert np.array_equal(relative[..., 7], absolute[..., 7])  # the gripper stays absolute
+    assert np.allclose(to_absolute(relative, source.states), absolute, atol=1e-6)
+    absolute_data = TrainingData(
+        [source], [1.0], language, identity_normalizer(["front"]), chunk, "absolute"
+    )
+    assert np.array_equal(absolute_data._gather(0, index).actions.numpy(), absolute)
+    # Stats cover exactly the unpadded targets.
+    stats = chunk_action_stats([source], chunk, action_space="relative")
+    valid = relative[batch.action_mask.numpy()]
+    assert stats["count"].tolist() == [len(valid)] == [4 * 3 - 3 + 3 * 3 - 3]
+    assert np.allclose(stats["min"], valid.min(0)) and np.allclose(stats["max"], valid.max(0))
+    assert np.allclose(stats["mean"], valid.mean(0)) and np.allclose(stats["std"], valid.std(0))
+
+
+def test_relative_round_trip_for_numpy_and_torch() -> None:
+    actions, state = np.random.default_rng(1).normal(0, 1, (2, 2, 5, 8)), np.ones((2, 2, 8))
+    for a, s in ((actions, state), (torch.from_numpy(actions), torch.from_numpy(state))):
+        relative = to_relative(a, s)
+        assert relative is not a and np.allclose(np.asarray(to_absolute(relative, s)), actions)
+        assert np.allclose(np.asarray(relative)[..., 7], actions[..., 7])
+    with pytest.raises(ValueError, match="action_space"):
+        ModelConfig(action_space="delta")
+
+
+@pytest.mark.parametrize("space", ["relative", "absolute"])
+def test_action_normalization_follows_the_action_space(
+    datasets: tuple[Path, Path], tmp_path: Path, space: str
+) -> None:
+    a, _ = datasets
+    cfg = config(f"dataset={a}", f"out={tmp_path / 'run'}", f"model.action_space={space}")
+    run = setup_run(cfg, progress=False)
+    assert run.model.cfg.action_space == space and run.data.action_space == space
+    if space == "relative":  # from the relative chunk targets in memory, not stats.json
+        stats = chunk_action_stats(run.data.sources, run.model.cfg.chunk_size)
+    else:
+        stats = DatasetReader(a).stats["action"]
+    expected = Affine.from_stats(stats, cfg.action_norm)
+    assert np.allclose(run.normalizer.action.offset, expected.offset)
+    assert np.allclose(run.normalizer.action.scale, expected.scale)
+
+
+def test_training_records_the_action_space(datasets: tuple[Path, Path], tmp_path: Path) -> None:
+    a, _ = datasets
+    default = train(config(f"dataset={a}", "steps=1", f"out={tmp_path / 'a'}"), progress=False)
+    assert load_checkpoint(default.last_checkpoint).config.action_space == "absolute"
+    cfg = config(f"dataset={a}", "steps=1", f"out={tmp_path / 'r'}", "model.action_space=relative")
+    ckpt = load_checkpoint(train(cfg, progress=False).last_checkpoint)
+    assert ckpt.config.action_space == ckpt.meta["model"]["action_space"] == "relative"
+    assert ckpt.meta["action_space"] == "relative"
 
 
 def test_augmentation_keeps_range_and_shape() -> None:

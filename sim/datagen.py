@@ -46,6 +46,7 @@ class GenerateConfig:
     seed: int = 0
     keep_failures: bool = False
     max_attempts_factor: float = 3.0
+    hold_after_success: int = 0  # keep recording this many steps after success (the expert holds)
     ray: RayConfig = field(default_factory=RayConfig)
 
     @property
@@ -91,6 +92,8 @@ class EpisodeWorker:
             randomization=randomization,
             reality=cfg.reality,
             language="en" if cfg.language == "all" else cfg.language,
+            # Recording past success shows a policy how to stop there, not only how to arrive.
+            terminate_on_success=cfg.hold_after_success == 0,
         )
 
     def run(self, seed: int) -> EpisodeRecord:
@@ -108,7 +111,7 @@ class EpisodeWorker:
         expert.reset(env)
         states, actions, rewards = [], [], []
         images: dict[str, list[np.ndarray]] = {c: [] for c in self.cfg.cameras}
-        success = False
+        success, held = False, 0
         for _ in range(spec.episode_steps):
             action = expert.act()
             states.append(obs["state"])
@@ -117,8 +120,9 @@ class EpisodeWorker:
                 images[cam].append(obs["images"][cam])
             obs, reward, terminated, truncated, step_info = env.step(action)
             rewards.append(reward)
+            held = held + 1 if success else 0  # steps recorded since success was reached
             success = step_info["success"]
-            if terminated or truncated:
+            if terminated or truncated or held >= self.cfg.hold_after_success > 0:
                 break
         return EpisodeRecord(
             seed=seed,

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -112,3 +113,18 @@ def test_generate_on_a_local_ray_instance(tmp_path: Path) -> None:
         ray.shutdown()
     assert report.kept == 3
     assert check_dataset(out).ok
+
+
+def test_hold_after_success_records_the_stop(tmp_path: Path) -> None:
+    short = generate(_cfg(tmp_path / "short", episodes=2))
+    held = generate(_cfg(tmp_path / "held", episodes=2, hold_after_success=6))
+    assert short.kept == held.kept == 2
+    a, b = DatasetReader(tmp_path / "short"), DatasetReader(tmp_path / "held")
+    for i in range(2):
+        stopped, holding = a.episode(i), b.episode(i)
+        assert holding.success
+        assert len(holding.actions) == len(stopped.actions) + 6  # same seed, six more frames
+        np.testing.assert_array_equal(holding.actions[: len(stopped.actions)], stopped.actions)
+        # The recorded tail is the expert settling at the goal, not a new motion.
+        motion = np.abs(np.diff(holding.actions[-7:, :7], axis=0)).max(axis=1)
+        assert motion.max() < 0.05 and motion[-1] <= motion[0] + 1e-6

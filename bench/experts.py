@@ -28,21 +28,14 @@ TARGETS = {"nominal": 0.95, "randomized": 0.85}
 
 
 def run_chunk(task: str, backend: str, randomized: bool, seeds: list[int]) -> list[dict]:
+    from sim.demo import run_episode
     from sim.env import KizunaEnv
-    from sim.expert import ScriptedExpert
 
     env = KizunaEnv(task, backend=backend, cameras=(), randomization=randomized)
     results = []
     for seed in seeds:
-        env.reset(seed=seed)
-        expert = ScriptedExpert(np.random.default_rng(seed))
-        expert.reset(env)
-        success, steps = False, 0
-        while steps < env.spec_task.episode_steps and not success:
-            *_, info = env.step(expert.act())
-            steps += 1
-            success = info["success"]
-        results.append({"seed": seed, "success": bool(success), "steps": steps})
+        outcome = run_episode(env, seed, record=False)
+        results.append({"seed": seed, "success": outcome["success"], "steps": outcome["steps"]})
     env.close()
     return results
 

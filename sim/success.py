@@ -39,7 +39,7 @@ class SceneState:
     arm_contacts: int = 0
 
 
-def _in_fixture_frame(spec: TaskSpec, state: SceneState, obj: str, fixture: str) -> np.ndarray:
+def _in_fixture_frame(state: SceneState, obj: str, fixture: str) -> np.ndarray:
     """Object centre relative to the fixture's reference point, in the fixture's yaw frame."""
     delta = state.object_pos_m[obj] - state.fixture_pos_m[fixture]
     c, s = np.cos(-state.fixture_yaw_rad[fixture]), np.sin(-state.fixture_yaw_rad[fixture])
@@ -69,7 +69,7 @@ def predicate_holds(spec: TaskSpec, p: Predicate, state: SceneState) -> bool:
             xy_ok and abs(pos[2] - contact_z) <= p.tolerance_m and _released(state, obj.name)
         )
     fixture = spec.fixture(p.target or "")
-    local = _in_fixture_frame(spec, state, obj.name, fixture.name)
+    local = _in_fixture_frame(state, obj.name, fixture.name)
     half = np.array(fixture.size_m[:2]) / 2
     inside_xy = bool(np.all(np.abs(local[:2]) <= half + p.tolerance_m))
     bottom_z = local[2] - obj.height_m / 2

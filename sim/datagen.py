@@ -47,6 +47,10 @@ class GenerateConfig:
     keep_failures: bool = False
     max_attempts_factor: float = 3.0
     hold_after_success: int = 0  # keep recording this many steps after success (the expert holds)
+    # DART (Laskey et al. 2017): execute the expert's joint targets plus smooth random noise of
+    # this std (rad), but record the clean targets. The data then shows how to get back onto
+    # the plan from states a learned policy drifts into, not only the perfect path.
+    action_noise_rad: float = 0.0
     ray: RayConfig = field(default_factory=RayConfig)
 
     @property
@@ -112,13 +116,14 @@ class EpisodeWorker:
         states, actions, rewards = [], [], []
         images: dict[str, list[np.ndarray]] = {c: [] for c in self.cfg.cameras}
         success, held = False, 0
+        noise = ExecutionNoise(self.cfg.action_noise_rad, env.robot.dof, rng)
         for _ in range(spec.episode_steps):
             action = expert.act()
             states.append(obs["state"])
             actions.append(action)
             for cam in self.cfg.cameras:
                 images[cam].append(obs["images"][cam])
-            obs, reward, terminated, truncated, step_info = env.step(action)
+            obs, reward, terminated, truncated, step_info = env.step(noise.apply(action))
             rewards.append(reward)
             held = held + 1 if success else 0  # steps recorded since success was reached
             success = step_info["success"]
@@ -132,9 +137,35 @@ class EpisodeWorker:
             rewards=np.array(rewards, np.float32),
             images={c: np.stack(v) for c, v in images.items()},
             instruction=env.instruction,
-            randomization=info["episode_params"],
+            randomization={**info["episode_params"], "dart_noise_rad": self.cfg.action_noise_rad},
             wall_s=time.perf_counter() - start,
         )
+
+
+class ExecutionNoise:
+    """Smooth per-joint noise for DART: an AR(1) process with stationary std ``std_rad``.
+
+    Correlated over ~``1 / (1 - CORRELATION)`` steps, so the arm really drifts off the plan
+    (white noise of the same size would mostly average out in the joint controllers).
+    """
+
+    CORRELATION = 0.9
+
+    def __init__(self, std_rad: float, joints: int, rng: np.random.Generator) -> None:
+        self.std_rad, self.rng = std_rad, rng
+        self.value = rng.normal(0.0, std_rad, joints) if std_rad > 0 else np.zeros(joints)
+
+    def apply(self, action: np.ndarray) -> np.ndarray:
+        """``action`` with noise on the joint targets; the gripper command is left alone."""
+        if self.std_rad <= 0:
+            return action
+        c = self.CORRELATION
+        self.value = c * self.value + self.rng.normal(
+            0.0, self.std_rad * np.sqrt(1 - c * c), len(self.value)
+        )
+        noisy = action.copy()
+        noisy[: len(self.value)] += self.value
+        return noisy
 
 
 def _init_worker(cfg: GenerateConfig) -> None:

@@ -20,6 +20,11 @@ from sim.success import goal_position
 
 OPEN, CLOSED = 1.0, 0.0
 MAX_GRASP_TRIES = 3
+# The speed profile along a segment (``_move``): bounded acceleration keeps a part held by
+# friction alone in the fingers; the tiny head start gets the first step moving.
+ACCEL_M_S2 = 1.0
+START_M = 0.002
+MIN_STEP_M = 0.001  # the last steps would otherwise creep towards the goal forever
 
 
 @dataclass(frozen=True)
@@ -38,12 +43,6 @@ def _grasp_yaw(obj_quat_wxyz: np.ndarray, shape: str) -> float:
     if shape != "box":
         return 0.0
     return _wrap_quarter(yaw)
-
-
-def _min_jerk(t: float) -> float:
-    """Minimum-jerk progress along a segment: smooth start and stop, as human reaching is (and
-    gentle on a part held by friction alone)."""
-    return t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)
 
 
 def _wrap_quarter(angle_rad: float) -> float:
@@ -160,15 +159,30 @@ class ScriptedExpert:
         return np.array([c * xy[0] - s * xy[1], s * xy[0] + c * xy[1]])
 
     def _move(self, wp: Waypoint) -> Iterator[tuple[np.ndarray, float]]:
-        """Straight-line TCP motion at ``wp.speed_m_s``, then hold; one IK solve per step."""
+        """Straight-line TCP motion at up to ``wp.speed_m_s``, then hold; one IK solve per step.
+
+        The speed is a function of *where* the TCP is on the segment, not of the time since it
+        started: ``min(v, sqrt(2 a s_done), sqrt(2 a s_left))`` (a trapezoid in position). So
+        the next target depends only on the current position, start and goal, which a policy
+        can see; a time-based profile (min-jerk) makes the same position mean different speeds.
+        """
         dt = self.env.control_dt_s
-        distance = float(np.linalg.norm(wp.pos_m - self._tcp))
-        steps = max(1, int(np.ceil(distance / (wp.speed_m_s * dt))))
         start, start_yaw = self._tcp.copy(), self._yaw
-        for i in range(1, steps + 1):
-            alpha = _min_jerk(i / steps)
+        distance = float(np.linalg.norm(wp.pos_m - start))
+        done_m = 0.0
+        while done_m < distance - 1e-9:
+            speed = min(
+                wp.speed_m_s,
+                np.sqrt(2 * ACCEL_M_S2 * (done_m + START_M)),
+                np.sqrt(2 * ACCEL_M_S2 * (distance - done_m)),
+            )
+            done_m = min(distance, done_m + max(speed * dt, MIN_STEP_M))
+            alpha = done_m / distance
             self._tcp = start + alpha * (wp.pos_m - start)
             self._yaw = start_yaw + alpha * (wp.yaw_rad - start_yaw)
+            yield self._ik(), self._gripper
+        if distance <= 1e-9:  # a turn on the spot: one step, as before
+            self._yaw = wp.yaw_rad
             yield self._ik(), self._gripper
         self._gripper = wp.gripper
         for _ in range(wp.hold_steps + 1):

@@ -15,6 +15,9 @@ from kizuna.task import TaskSpec
 TABLE_HALF_EXTENTS_M = (0.45, 0.6, 0.02)  # table top is z = 0; its centre at x = 0.45
 TABLE_CENTER_X_M = 0.45
 TABLE_RGBA = (0.62, 0.55, 0.45, 1.0)
+# A reach target's post: from the ball down through the table top (its lower end is hidden).
+TARGET_POST_M = 0.4
+TARGET_POST_RADIUS_M = 0.004
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from sim.scene import (
     TABLE_CENTER_X_M,
     TABLE_HALF_EXTENTS_M,
     TABLE_RGBA,
+    TARGET_POST_M,
+    TARGET_POST_RADIUS_M,
     CameraSpec,
     look_at_matrix,
 )
@@ -312,6 +314,11 @@ def _fixture(world: ET.Element, fx: FixtureSpec) -> None:
         _geom(body, VISUAL_CLASS, "box", half_m, pos=(0, 0, 0.001), rgba=fx.rgba)
     elif fx.kind == "target":
         _geom(body, VISUAL_CLASS, "sphere", fx.size_m[0], rgba=fx.rgba)
+        # The post it stands on: where it meets the table tells a camera the target's ground
+        # position, and so its height (a floating ball alone is ambiguous in depth).
+        half_m = TARGET_POST_M / 2
+        post = (TARGET_POST_RADIUS_M, half_m)
+        _geom(body, VISUAL_CLASS, "cylinder", post, pos=(0, 0, -half_m), rgba=fx.rgba)
     else:
         _walls(body, fx)
     if fx.kind == "bin":

@@ -18,7 +18,13 @@ from pybullet_utils.bullet_client import BulletClient
 
 from kizuna.robot import RobotDescription
 from kizuna.task import FixtureSpec, ObjectSpec
-from sim.scene import TABLE_CENTER_X_M, TABLE_HALF_EXTENTS_M, TABLE_RGBA
+from sim.scene import (
+    TABLE_CENTER_X_M,
+    TABLE_HALF_EXTENTS_M,
+    TABLE_RGBA,
+    TARGET_POST_M,
+    TARGET_POST_RADIUS_M,
+)
 
 HAND_LINK = "hand"
 TCP_LINK = "tcp"
@@ -248,8 +254,14 @@ def create_object(c: BulletClient, obj: ObjectSpec, size_scale: float) -> int:
 
 def create_fixture(c: BulletClient, fixture: FixtureSpec) -> int:
     """A static body: visual only for zones and targets, colliding boxes for bins and holes."""
-    if fixture.kind == "target":
-        vis = c.createVisualShape(p.GEOM_SPHERE, radius=fixture.size_m[0], rgbaColor=fixture.rgba)
+    if fixture.kind == "target":  # a ball on a post, as in sim/backends/mjcf.py
+        vis = c.createVisualShapeArray(
+            [p.GEOM_SPHERE, p.GEOM_CYLINDER],
+            radii=[fixture.size_m[0], TARGET_POST_RADIUS_M],
+            lengths=[0.0, TARGET_POST_M],
+            visualFramePositions=[[0, 0, 0], [0, 0, -TARGET_POST_M / 2]],
+            rgbaColors=[fixture.rgba] * 2,
+        )
         return c.createMultiBody(0.0, -1, vis)
     boxes = fixture_boxes(fixture)
     half = [[s / 2.0 for s in size] for size, _ in boxes]

@@ -12,11 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from kizuna.dataset import DatasetReader, check_dataset
 from kizuna.hydra_config import compose
 from kizuna.task import load_task
-from sim.datagen import GenerateConfig, RayConfig, generate
+from sim.datagen import ExecutionNoise, GenerateConfig, RayConfig, generate
 
 
 def _cfg(out: Path, **kwargs) -> GenerateConfig:
@@ -128,3 +131,38 @@ def test_hold_after_success_records_the_stop(tmp_path: Path) -> None:
         # The recorded tail is the expert settling at the goal, not a new motion.
         motion = np.abs(np.diff(holding.actions[-7:, :7], axis=0)).max(axis=1)
         assert motion.max() < 0.05 and motion[-1] <= motion[0] + 1e-6
+
+
+@given(
+    std=st.floats(0.0, 0.2),
+    seed=st.integers(0, 2**32 - 1),
+    action=arrays(np.float32, 8, elements=st.floats(-3, 3, width=32)),
+)
+def test_dart_noise_moves_joint_targets_only(std: float, seed: int, action: np.ndarray) -> None:
+    noise = ExecutionNoise(std, 7, np.random.default_rng(seed))
+    for _ in range(3):
+        noisy = noise.apply(action)
+        assert noisy[7] == action[7]  # the gripper command is never perturbed
+        assert np.all(np.isfinite(noisy))
+        if std == 0:
+            np.testing.assert_array_equal(noisy, action)
+
+
+def test_dart_noise_is_smooth_with_the_stated_std() -> None:
+    noise = ExecutionNoise(0.05, 7, np.random.default_rng(0))
+    values = np.array([noise.apply(np.zeros(8, np.float32))[:7] for _ in range(20000)])
+    assert abs(values.std() - 0.05) < 0.005
+    lag1 = np.corrcoef(values[:-1, 0], values[1:, 0])[0, 1]
+    assert abs(lag1 - ExecutionNoise.CORRELATION) < 0.03  # correlated: it drifts, not jitters
+
+
+def test_dart_records_clean_targets_and_its_noise_level(tmp_path: Path) -> None:
+    clean = generate(_cfg(tmp_path / "clean", episodes=2))
+    noisy = generate(_cfg(tmp_path / "noisy", episodes=2, action_noise_rad=0.03))
+    assert clean.kept == noisy.kept == 2
+    a, b = DatasetReader(tmp_path / "clean"), DatasetReader(tmp_path / "noisy")
+    assert b.provenance(0).randomization["dart_noise_rad"] == 0.03
+    # The recorded states drift off the clean run's, because the noisy targets were executed.
+    first_clean, first_noisy = a.episode(0), b.episode(0)
+    n = min(len(first_clean), len(first_noisy))
+    assert np.abs(first_clean.states[:n, :7] - first_noisy.states[:n, :7]).max() > 0.01

@@ -103,6 +103,33 @@ class TrainModelConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
 
 
+FAILED_EPISODES = ("all", "interventions", "none")
+
+
+@dataclass(frozen=True)
+class CotrainConfig:
+    """How real-robot episodes (success labels, operator interventions) weigh in training.
+
+    Mixing sim and real data is ``dataset_weights``; this sets the weight of frames within
+    a dataset, DAgger-style: an operator's takeover is a correction of exactly the states the
+    policy gets wrong, so it is sampled ``intervention_weight`` times as often.
+    """
+
+    intervention_weight: float = 1.0
+    # The frames of an episode labelled failed: "all" train, "interventions" (the operator's
+    # corrections only, the policy's own failing actions are not imitated) or "none".
+    failed_episodes: str = "interventions"
+
+    def __post_init__(self) -> None:
+        if self.failed_episodes not in FAILED_EPISODES:
+            raise ValueError(
+                f"cotrain.failed_episodes: {self.failed_episodes!r} is not one of "
+                f"{FAILED_EPISODES}"
+            )
+        if self.intervention_weight < 0:
+            raise ValueError("cotrain.intervention_weight must be >= 0")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """``kizuna train`` settings (config/hydra/train.yaml)."""
@@ -111,7 +138,13 @@ class TrainConfig:
     dataset_weights: tuple[float, ...] = ()  # empty: in proportion to frames
     out: str = "runs/vla"
     resume: bool = False
+    # Fine-tune: a new run starts from this checkpoint's weights, language encoder and
+    # normalizer (its model settings win over ``model``); ignored when resuming.
+    init_from: str | None = None
     steps: int = 20000
+    # Wall-clock budget of this run in minutes (0: none). With one, training stops when it is
+    # spent and the learning-rate schedule follows the larger of step and time progress.
+    max_minutes: float = 0.0
     batch_size: int = 64
     lr: float = 3e-4
     weight_decay: float = 1e-4
@@ -128,6 +161,7 @@ class TrainConfig:
     model: TrainModelConfig = field(default_factory=TrainModelConfig)
     language: LanguageConfig = field(default_factory=LanguageConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    cotrain: CotrainConfig = field(default_factory=CotrainConfig)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

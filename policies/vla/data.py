@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from kizuna.dataset import DatasetReader
 from kizuna.dataset.format import IMAGE_PREFIX
-from policies.vla.config import AugmentConfig
+from policies.vla.config import AugmentConfig, CotrainConfig
 from policies.vla.model import resize_images
 from policies.vla.normalize import Normalizer, to_relative
 
@@ -40,6 +40,8 @@ class Source:
     images: dict[str, np.ndarray]  # camera -> [N, H, W, 3] uint8
     episode_end: np.ndarray  # [N] index one past the last frame of each frame's episode
     instructions: list[str]  # [N] the episode's instruction, per frame
+    # [N] relative sampling weight of each frame (co-training); None: all frames alike
+    frame_weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.states)
@@ -73,8 +75,25 @@ def _resized(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out.permute(0, 2, 3, 1).contiguous().numpy()
 
 
+def frame_weights(
+    interventions: np.ndarray, success: bool | None, cfg: CotrainConfig
+) -> np.ndarray:
+    """Sampling weights of one episode's frames: interventions up-weighted, and of a failed
+    episode only what ``cfg.failed_episodes`` keeps (an unlabelled episode counts as good)."""
+    taken_over = np.asarray(interventions).astype(bool)
+    weights = np.where(taken_over, cfg.intervention_weight, 1.0)
+    if success is False and cfg.failed_episodes != "all":
+        keep = taken_over if cfg.failed_episodes == "interventions" else np.zeros_like(taken_over)
+        weights = np.where(keep, weights, 0.0)
+    return weights.astype(np.float64)
+
+
 def load_source(
-    root: str | Path, cameras: Sequence[str], image_size: tuple[int, int], progress: bool = True
+    root: str | Path,
+    cameras: Sequence[str],
+    image_size: tuple[int, int],
+    progress: bool = True,
+    cotrain: CotrainConfig | None = None,
 ) -> Source:
     """Decode every episode of one dataset into memory."""
     reader = DatasetReader(root)
@@ -84,7 +103,8 @@ def load_source(
             f"{root}: no camera(s) {missing} in this dataset (it has "
             f"{list(dataset_cameras(reader))}); set model.cameras to ones every dataset has"
         )
-    states, actions, ends, instructions = [], [], [], []
+    cotrain = cotrain or CotrainConfig()
+    states, actions, ends, instructions, weights = [], [], [], [], []
     images: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
     total = 0
     episodes = range(reader.num_episodes)
@@ -98,8 +118,16 @@ def load_source(
         total += length
         ends.append(np.full(length, total, np.int64))
         instructions += [episode.instruction] * length
+        weights.append(frame_weights(episode.interventions, episode.success, cotrain))
     if total == 0:
         raise ValueError(f"{root}: the dataset has no frames to train on")
+    frame_w = np.concatenate(weights)
+    if frame_w.sum() <= 0:
+        raise ValueError(
+            f"{root}: no frame has a positive weight (every episode failed and "
+            f"cotrain.failed_episodes={cotrain.failed_episodes!r}); label some episodes "
+            "successful or set cotrain.failed_episodes=all"
+        )
     return Source(
         root=Path(root),
         states=np.concatenate(states),
@@ -107,6 +135,7 @@ def load_source(
         images={c: np.concatenate(v) for c, v in images.items()},
         episode_end=np.concatenate(ends),
         instructions=instructions,
+        frame_weights=None if np.all(frame_w == 1.0) else frame_w,
     )
 
 
@@ -149,7 +178,11 @@ class TrainingData:
         for k, source in enumerate(self.sources):
             chosen = (which == k).nonzero().flatten()
             if len(chosen):
-                index = (uniform[chosen] * len(source)).long().clamp(max=len(source) - 1)
+                if source.frame_weights is None:
+                    index = (uniform[chosen] * len(source)).long().clamp(max=len(source) - 1)
+                else:  # co-training: interventions up-weighted, failed frames left out
+                    weights = torch.from_numpy(source.frame_weights)
+                    index = torch.multinomial(weights, len(chosen), True, generator=generator)
                 parts.append(self._gather(k, index.numpy()))
         batch = _concat(parts)
         if augment is not None:

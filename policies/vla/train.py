@@ -49,7 +49,8 @@ from policies.vla.resume import (
     save_training_checkpoint,
 )
 
-StepCallback = Callable[[int, dict[str, float]], None]
+# Called after every step with (step, loss terms); returning True stops the run (and saves).
+StepCallback = Callable[[int, dict[str, float]], bool | None]
 
 
 @dataclass
@@ -162,14 +163,21 @@ def setup_run(cfg: TrainConfig, progress: bool = True) -> Setup:
                 f"{resume_from}: trained with language encoder {embedder.name!r}, "
                 f"not {wanted!r}; resume with language.encoder={embedder.name}"
             )
+    elif cfg.init_from:
+        # Fine-tuning keeps the checkpoint's normalizer: its weights were trained in that
+        # normalized space (a new task's actions, slightly outside its range, stay meaningful).
+        ckpt = load_checkpoint(cfg.init_from)
+        model, normalizer, embedder = ckpt.model.train(), ckpt.normalizer, ckpt.embedder
+        model_cfg = model.cfg
     else:
         name = resolve_encoder_name(cfg.language.encoder)
         embedder = InstructionEmbedder(name, encoder_dim(name, cfg.language.hash_dim))
         model_cfg = model_config_for(cfg, readers[0], embedder.dim)
     sources = [
-        load_source(p, model_cfg.cameras, model_cfg.image_size, progress) for p in cfg.dataset
+        load_source(p, model_cfg.cameras, model_cfg.image_size, progress, cfg.cotrain)
+        for p in cfg.dataset
     ]
-    if resume_from is None:
+    if resume_from is None and not cfg.init_from:
         stats = merge_stats([r.stats for r in readers])
         if model_cfg.action_space == "relative":  # stats.json describes absolute actions
             stats["action"] = chunk_action_stats(sources, model_cfg.chunk_size)
@@ -205,13 +213,16 @@ def train(
     run = setup_run(cfg, progress)
     model, device = run.model, torch.device(cfg.device)
     optimizer = make_optimizer(model, cfg)
+    budget = TimeBudget(cfg.max_minutes * 60.0, cfg.steps)
     schedule = partial(
         lr_factor,
         warmup_steps=cfg.warmup_steps,
         total_steps=cfg.steps,
         min_ratio=cfg.min_lr_ratio,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: schedule(budget.effective_step(s))
+    )
     step = 0
     if run.resume_from is not None:
         step = restore_training_state(run.resume_from, optimizer, scheduler, generator)
@@ -256,9 +267,11 @@ def train(
         initial=step, total=cfg.steps, unit="step", dynamic_ncols=True, disable=not progress
     )
     model.train()
+    stop_early = False  # the caller's on_step said stop (a time budget, a target reached)
     with StopOnInterrupt() as stop:
         try:
-            while step < cfg.steps and not stop.requested:
+            budget.start()
+            while step < cfg.steps and not (stop.requested or stop_early or budget.spent()):
                 batch = run.data.sample(cfg.batch_size, generator, cfg.augment)
                 terms = model.loss(
                     {c: x.to(device) for c, x in batch.images.items()},
@@ -287,8 +300,9 @@ def train(
                     bar.set_postfix(loss=f"{loss_ema:.4f}", lr=f"{lr:.2e}", refresh=False)
                 bar.update(1)
                 if on_step is not None:
-                    on_step(step, {k: v.item() for k, v in terms.items()})
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                    stop_early = bool(on_step(step, {k: v.item() for k, v in terms.items()}))
+                stop_early = stop_early or budget.spent()
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop_early:
                     result.last_checkpoint, saved_step = save(), step
         except KeyboardInterrupt:  # a second Ctrl-C, or one raised inside a step
             stop.requested = True
@@ -303,6 +317,29 @@ def train(
     result.step = step
     result.wall_s = time.perf_counter() - t0
     return result
+
+
+class TimeBudget:
+    """A wall-clock budget (``max_minutes``): ``effective_step`` maps a step to the larger of
+    step and time progress, so the cosine schedule ends when the time does."""
+
+    def __init__(self, seconds: float, total_steps: int) -> None:
+        self.seconds, self.total_steps = seconds, total_steps
+        self.t0: float | None = None
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def fraction(self) -> float:
+        if self.seconds <= 0 or self.t0 is None:
+            return 0.0
+        return (time.perf_counter() - self.t0) / self.seconds
+
+    def effective_step(self, step: int) -> int:
+        return max(step, int(self.fraction() * self.total_steps))
+
+    def spent(self) -> bool:
+        return self.fraction() >= 1.0
 
 
 class StopOnInterrupt:

@@ -31,6 +31,8 @@ POLICY_ARGUMENTS = {
     ),
     "dry_run": ("false", "compute and publish executed actions, never command"),
     "autostart": ("true", "configure and activate the policy node at start"),
+    "record": ("false", "also run recorder_node: one rosbag2 bag per episode"),
+    "record_dir": ("recordings", "where recorder_node writes its bags"),
 }
 SHARED_ARGUMENTS = {"control_hz": ("20.0", "control rate of robot and policy (Hz)")}
 

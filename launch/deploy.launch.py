@@ -7,7 +7,8 @@ With ``autostart:=true`` (the default) the node is configured, then activated on
 configured; with ``autostart:=false`` it waits for
 ``ros2 lifecycle set /policy_node configure`` / ``activate`` (what ``kizuna deploy`` does).
 Parameters come from ``params_file`` (config/ros/policy_node.yaml); the launch arguments
-below override it.
+below override it. ``record:=true`` also starts recorder_node (config/ros/recorder_node.yaml),
+one rosbag2 bag per episode in ``record_dir``, for ``kizuna ingest``.
 """
 
 from launch import LaunchDescription
@@ -15,7 +16,7 @@ from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, RegisterEv
 from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import LifecycleNode
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from launch_ros.parameter_descriptions import ParameterValue
@@ -105,6 +106,31 @@ def generate_launch_description() -> LaunchDescription:
         ),
         condition=when_autostart,
     )
+    record = [
+        DeclareLaunchArgument("record", default_value="false", description="run recorder_node"),
+        DeclareLaunchArgument(
+            "record_dir", default_value="recordings", description="where recorder_node writes"
+        ),
+    ]
+    recorder = Node(
+        package="kizuna",
+        executable="recorder_node",
+        name="recorder_node",
+        output="screen",
+        parameters=[
+            PathJoinSubstitution(
+                [FindPackageShare("kizuna"), "config", "ros", "recorder_node.yaml"]
+            ),
+            {
+                "output_dir": ParameterValue(LaunchConfiguration("record_dir"), value_type=str),
+                "command_interface": ParameterValue(
+                    LaunchConfiguration("command_interface"), value_type=str
+                ),
+            },
+        ],
+        condition=IfCondition(LaunchConfiguration("record")),
+    )
     return LaunchDescription(
-        [params_file, autostart, *arguments, activate_when_configured, node, configure]
+        [params_file, autostart, *arguments, *record, activate_when_configured, node, configure]
+        + [recorder]
     )

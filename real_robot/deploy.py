@@ -103,6 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="ros: run the nodes under `chrt -f N` (SCHED_FIFO; needs CAP_SYS_NICE); 0: off",
     )
+    parser.add_argument(
+        "--record",
+        default=None,
+        metavar="DIR",
+        help="ros: also run recorder_node, one rosbag2 bag per episode in DIR (kizuna ingest)",
+    )
     parser.add_argument("--report", default=None, help="write the JSON report here")
 
 

@@ -4,8 +4,10 @@ Starts both nodes as processes (``ros2 launch kizuna demo.launch.py`` where ROS 
 installed, else ``python -m real_robot.ros.<node> --ros-args --params-file ... -p ...``),
 configures the policy node through its lifecycle services, then for each episode: reset the
 simulation (``/kizuna/sim/reset``, except before the first), activate, wait for
-``/kizuna/sim/done``, read ``/kizuna/sim/success``, deactivate. Ctrl-C deactivates the policy
-node and stops both processes (SIGINT, then SIGTERM, then SIGKILL).
+``/kizuna/sim/done``, read ``/kizuna/sim/success``, deactivate. With ``--record DIR`` a
+recorder_node runs too, told each episode's start and end (with its success) on
+``/kizuna/episode``. Ctrl-C deactivates the policy node and stops the processes (SIGINT, then
+SIGTERM, then SIGKILL).
 
 DDS stays on this machine (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) unless the variable is
 already set.
@@ -14,11 +16,13 @@ already set.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -27,11 +31,17 @@ from lifecycle_msgs.srv import ChangeState
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
 from kizuna.task import load_task
-from real_robot.ros.processes import DeployError, node_commands, node_parameters
+from real_robot.bag import is_complete
+from real_robot.ros.processes import (
+    DeployError,
+    node_commands,
+    node_parameters,
+    recorder_parameters,
+)
 from real_robot.ros.spin import LATCHED
 
 STARTUP_TIMEOUT_S = 120.0  # both processes import torch / MuJoCo before their services appear
@@ -48,6 +58,8 @@ class DeployDriver(Node):
         self.done: bool | None = None
         self.create_subscription(Bool, "/kizuna/sim/success", self._on_success, LATCHED)
         self.create_subscription(Bool, "/kizuna/sim/done", self._on_done, LATCHED)
+        # Episode boundaries and labels for recorder_node (`--record DIR`).
+        self.episode_pub = self.create_publisher(String, "/kizuna/episode", 10)
         self.executor_ = SingleThreadedExecutor()
         self.executor_.add_node(self)
 
@@ -78,18 +90,34 @@ class DeployDriver(Node):
                 raise DeployError(f"timed out after {timeout_s:.0f} s waiting for {what}")
             self.executor_.spin_once(timeout_sec=0.05)
 
-    def run_episode(self, timeout_s: float, alive: Any) -> bool:
-        """Activate, wait for the episode to end, deactivate; returns its success."""
+    def publish_event(self, event: dict[str, Any]) -> None:
+        self.episode_pub.publish(String(data=json.dumps(event)))
+
+    def run_episode(
+        self, timeout_s: float, alive: Any, start: dict[str, Any] | None = None
+    ) -> bool:
+        """Activate, wait for the episode to end, deactivate; returns its success.
+
+        ``start``: the recorder's start event (instruction, task, ...); the end event carries
+        the success label.
+        """
         self.done = None  # the done topic is ordered: the new episode's False comes first
         self.wait_until(lambda: self.done is False, 30.0, alive, "the episode to start")
+        if start is not None:
+            self.publish_event({"event": "start", **start})
         self.transition(Transition.TRANSITION_ACTIVATE, "activate")
+        ended = False
         try:
             self.wait_until(lambda: self.done is True, timeout_s, alive, "the episode to end")
             # success and done are separate topics: let the last success value arrive
             end = time.monotonic() + 0.3
             self.wait_until(lambda: time.monotonic() > end, 1.0, alive, "success")
+            ended = True
         finally:
             self.transition(Transition.TRANSITION_DEACTIVATE, "deactivate")
+            if start is not None:
+                outcome = {"success": bool(self.success)} if ended else {"reason": "interrupted"}
+                self.publish_event({"event": "end", **outcome})
         return bool(self.success)
 
 
@@ -113,9 +141,16 @@ def _stop(processes: list[subprocess.Popen]) -> None:
                 pass
 
 
+def closed_bags(recorder: dict[str, Any]) -> int:
+    """Episode bags recorder_node has closed in its output folder."""
+    return sum(1 for p in Path(recorder["output_dir"]).glob("episode_*") if is_complete(p))
+
+
 def run_nodes(args: argparse.Namespace) -> dict[str, Any]:
     policy, sim = node_parameters(args)
-    processes = _start(node_commands(policy, sim, args.rt_priority))
+    recorder = recorder_parameters(args, policy)
+    closed_before = closed_bags(recorder) if recorder else 0
+    processes = _start(node_commands(policy, sim, args.rt_priority, recorder=recorder))
 
     def alive() -> None:
         for p in processes:
@@ -132,15 +167,32 @@ def run_nodes(args: argparse.Namespace) -> dict[str, Any]:
             driver.wait_until(
                 lambda c=client: c.service_is_ready(), STARTUP_TIMEOUT_S, alive, client.srv_name
             )
+        if recorder:
+            driver.wait_until(
+                lambda: driver.episode_pub.get_subscription_count() > 0,
+                STARTUP_TIMEOUT_S,
+                alive,
+                "recorder_node",
+            )
         driver.transition(Transition.TRANSITION_CONFIGURE, "configure")
         for k in range(args.episodes):
             if k > 0:
                 driver.call(driver.reset, Trigger.Request())
             start = time.monotonic()
-            success = driver.run_episode(timeout_s, alive)
+            event = {
+                "instruction": policy["instruction"],
+                "task": args.task,
+                "seed": args.seed + k,
+            }
+            success = driver.run_episode(timeout_s, alive, event if recorder else None)
             seconds = time.monotonic() - start
             episodes.append({"seed": args.seed + k, "success": success, "seconds": seconds})
             print(f"  episode {k}: {'success' if success else 'failure'} ({seconds:.1f} s)")
+        if recorder:  # the processes stop next: let the recorder close the last bag first
+            total = closed_before + len(episodes)
+            driver.wait_until(
+                lambda: closed_bags(recorder) >= total, 10.0, alive, "recorder_node's last bag"
+            )
         driver.transition(Transition.TRANSITION_CLEANUP, "clean up")
     except KeyboardInterrupt:
         print("interrupted: stopping the policy node and the simulated robot", file=sys.stderr)
@@ -161,4 +213,5 @@ def run_nodes(args: argparse.Namespace) -> dict[str, Any]:
         "backend": "ros",
         "success_rate": sum(successes) / len(successes) if successes else 0.0,
         "episodes": episodes,
+        "recordings": recorder["output_dir"] if recorder else None,
     }

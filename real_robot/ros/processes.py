@@ -64,6 +64,19 @@ def node_parameters(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str,
     return policy, sim
 
 
+def recorder_parameters(args: argparse.Namespace, policy: dict[str, Any]) -> dict[str, Any] | None:
+    """recorder_node parameter overrides when ``--record DIR`` is given, else None."""
+    if not getattr(args, "record", None):
+        return None
+    return {
+        "output_dir": str(Path(args.record).resolve()),
+        "camera_names": policy["camera_names"],
+        "command_interface": policy["command_interface"],
+        "robot_id": "sim_robot_node",
+        "policy_version": policy["checkpoint_dir"],
+    }
+
+
 def _ros_arg(name: str, value: Any) -> str:
     # JSON is YAML: strings come out quoted (so "yes" or "" stay strings), lists as [..].
     return f"{name}:={json.dumps(value)}"
@@ -78,6 +91,7 @@ def node_commands(
     sim: dict[str, Any],
     rt_priority: int = 0,
     use_launch: bool | None = None,
+    recorder: dict[str, Any] | None = None,
 ) -> list[list[str]]:
     """The processes to start: one ``ros2 launch``, or the two nodes directly.
 
@@ -89,14 +103,20 @@ def node_commands(
     if ros2_launch_available() if use_launch is None else use_launch:
         values = {**sim, **policy}
         launch_args = [f"{k}:={values[k]}" for k in LAUNCH_ARGUMENTS] + ["autostart:=false"]
+        if recorder:
+            launch_args += ["record:=true", f"record_dir:={recorder['output_dir']}"]
         launch_prefix = ["--launch-prefix", " ".join(prefix)] if prefix else []
         return [["ros2", "launch", *launch_prefix, "kizuna", "demo.launch.py", *launch_args]]
     commands = []
-    for module, params in (("sim_robot_node", sim), ("policy_node", policy)):
+    nodes = [("sim_robot_node", sim), ("policy_node", policy)]
+    nodes += [("recorder_node", recorder)] if recorder else []
+    for module, params in nodes:
         params_file = config_dir() / "ros" / f"{module}.yaml"
         overrides = [a for k, v in params.items() for a in ("-p", _ros_arg(k, v))]
+        # The recorder writes files: it never runs under SCHED_FIFO.
+        node_prefix = prefix if module != "recorder_node" else []
         commands.append(
-            [*prefix, sys.executable, "-m", f"real_robot.ros.{module}", "--ros-args"]
+            [*node_prefix, sys.executable, "-m", f"real_robot.ros.{module}", "--ros-args"]
             + ["--params-file", str(params_file), *overrides]
         )
     return commands

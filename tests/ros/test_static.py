@@ -20,11 +20,16 @@ from typing import Any
 import pytest
 import yaml
 
+from real_robot.recording import RecorderParams
 from real_robot.ros.params import PolicyNodeParams, SimRobotParams, defaults, from_values
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
-NODE_PARAMS = {"policy_node": PolicyNodeParams, "sim_robot_node": SimRobotParams}
+NODE_PARAMS = {
+    "policy_node": PolicyNodeParams,
+    "sim_robot_node": SimRobotParams,
+    "recorder_node": RecorderParams,
+}
 BUILTIN_PARAMETERS = {"use_sim_time"}  # every rclpy node declares it
 
 # The names each module of ROS 2 Jazzy's launch / launch_ros offers (those kizuna may use).
@@ -236,3 +241,43 @@ def test_kizuna_deploy_passes_only_declared_launch_arguments_and_parameters(
         assert overrides <= set(defaults(NODE_PARAMS[node]))
         params_file = Path(command[command.index("--params-file") + 1])
         assert params_file.name == f"{node}.yaml" and params_file.is_file()
+
+
+def test_kizuna_deploy_record_adds_the_recorder_with_declared_arguments_and_parameters(
+    launch_stubs: None, tmp_path: Path
+) -> None:
+    from argparse import Namespace
+
+    from policies.vla.testing import make_tiny_checkpoint
+    from real_robot.ros.processes import node_commands, node_parameters, recorder_parameters
+
+    checkpoint = make_tiny_checkpoint(tmp_path / "checkpoint")
+    args = Namespace(checkpoint=str(checkpoint), task="stack", instruction=None, reality=None)
+    args.__dict__ |= {"command_interface": "forward_position_controller", "replan_every": 5}
+    args.__dict__ |= {"engine": None, "episode_steps": 30, "seed": 7, "record": None}
+    policy, sim = node_parameters(args)
+    assert recorder_parameters(args, policy) is None
+    args.record = str(tmp_path / "bags")
+    recorder = recorder_parameters(args, policy)
+    assert recorder is not None
+    assert from_values(RecorderParams, recorder).output_dir == str(tmp_path / "bags")
+    (launch,) = node_commands(policy, sim, use_launch=True, recorder=recorder)
+    given = {a.split(":=")[0] for a in launch if ":=" in a}
+    assert {"record", "record_dir"} <= given
+    assert given <= set(declared_arguments(describe(ROOT / "launch" / "demo.launch.py")))
+    *_, command = node_commands(policy, sim, rt_priority=10, use_launch=False, recorder=recorder)
+    assert command[0] != "chrt" and "real_robot.ros.recorder_node" in command
+    overrides = {command[i + 1].split(":=")[0] for i, a in enumerate(command) if a == "-p"}
+    assert overrides <= set(defaults(RecorderParams))
+    params_file = Path(command[command.index("--params-file") + 1])
+    assert params_file.name == "recorder_node.yaml" and params_file.is_file()
+
+
+def test_the_recorder_is_in_deploy_launch_behind_the_record_argument(launch_stubs: None) -> None:
+    tree = describe(ROOT / "launch" / "deploy.launch.py")
+    (recorder,) = [
+        c for c in walk(tree) if c.name == "Node" and c.kwargs["name"] == "recorder_node"
+    ]
+    condition = recorder.kwargs["condition"]
+    assert condition.name == "IfCondition" and condition.args[0].args == ("record",)
+    assert declared_arguments(tree)["record"].kwargs["default_value"] == "false"

@@ -119,3 +119,39 @@ def randomize(spec: TaskSpec, rng: np.random.Generator, cfg: RandomizationConfig
         ),
     )
     return EpisodeParams(physics=physics, sensors=sensors)
+
+
+# Ranges kept for what system identification could not pin down: the unknown is randomized
+# widely rather than guessed (the same ranges `kizuna calibrate dynamics` writes).
+WIDE_SCALE = (0.5, 2.0)
+WIDE_LATENCY_STEPS = (0, 2)
+RECENTRED_SCALES = ("joint_damping_scale", "actuator_gain_scale", "mass_scale", "friction_scale")
+
+
+def recentre(
+    base: RandomizationConfig,
+    fitted: dict[str, float],
+    spread: dict[str, float],
+    latency_steps: int | None,
+    latency_spread_steps: int = 1,
+) -> RandomizationConfig:
+    """``base`` with the physics ranges centred on measured values (a fitted reality profile).
+
+    ``fitted``: scale -> value for the scales that were identified; each becomes
+    ``[v (1 - s), v (1 + s)]`` with ``s = spread[name]`` (midpoint exactly ``v``). Scales in
+    ``RECENTRED_SCALES`` not in ``fitted`` get ``WIDE_SCALE``. ``latency_steps`` (``None``: not
+    identified -> ``WIDE_LATENCY_STEPS``) becomes ``[L - k, L + k]`` floored at 0.
+    """
+    ranges: dict[str, tuple[float, float]] = {}
+    for name in RECENTRED_SCALES:
+        if name in fitted:
+            value, s = float(fitted[name]), float(spread[name])
+            ranges[name] = (value * (1.0 - s), value * (1.0 + s))
+        else:
+            ranges[name] = WIDE_SCALE
+    latency = (
+        WIDE_LATENCY_STEPS
+        if latency_steps is None
+        else (max(0, latency_steps - latency_spread_steps), latency_steps + latency_spread_steps)
+    )
+    return base.model_copy(update={**ranges, "action_latency_steps": latency})

@@ -52,6 +52,8 @@ class EvalConfig:
     replan_every: int | None = None
     ensemble: bool = False
     max_steps: int | None = None
+    leaderboard: bool = False  # fixed seeds, no randomization; also write leaderboard.json
+    submitter: str = "anonymous"  # the name a leaderboard shows
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -368,6 +370,10 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         cfg = compose("eval", args.overrides, EvalConfig)
+        if cfg.leaderboard:
+            from kizuna.leaderboard import leaderboard_config
+
+            cfg = leaderboard_config(cfg)
         if not cfg.checkpoint:
             raise ValueError("checkpoint=PATH is required (a checkpoint directory)")
         policy = load_policy(cfg.checkpoint)
@@ -384,6 +390,10 @@ def main(args: argparse.Namespace) -> int:
             f"({report.successes}/{len(report.episodes)}, 95 % CI [{low:.2f}, {high:.2f}]); "
             f"safety events {report.safety_totals()}; report {written}"
         )
+        if cfg.leaderboard and where is not None:
+            from kizuna.leaderboard import write_result
+
+            print(f"  leaderboard file {write_result(report.as_dict(), cfg.submitter, where)}")
     if len(reports) > 1:
         print(summary_table(reports))
     return 0

@@ -1,0 +1,127 @@
+"""``kizuna adapt`` end to end on a tiny checkpoint and a tiny budget; its budget and CLI."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from kizuna.adapt import (
+    AdaptConfig,
+    Budget,
+    StageProgress,
+    adapt,
+    add_arguments,
+    clock,
+    config_from_args,
+)
+
+NEW_TASK = Path(__file__).parents[2] / "bench" / "tasks" / "reach_left_blue.yaml"
+
+
+def tiny(tmp_path: Path, **overrides: object) -> AdaptConfig:
+    settings = {
+        "task": str(NEW_TASK),
+        "out": str(tmp_path / "run"),
+        "budget_min": 0.5,
+        "episodes": 3,
+        "workers": 1,
+        "batch_size": 4,
+        "probe_every": 4,
+        "probe_episodes": 1,
+        "eval_episodes": 2,
+        "videos": 1,
+        "threads": 1,
+    }
+    return AdaptConfig(**(settings | overrides))  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_adapt_end_to_end_from_a_checkpoint(tmp_path: Path) -> None:
+    from policies.vla.testing import make_tiny_checkpoint
+
+    checkpoint = make_tiny_checkpoint(tmp_path / "base")
+    log = io.StringIO()
+    # target 0: the first probe "reaches" it, so training stops there (fast, deterministic).
+    cfg = tiny(tmp_path, init_from=str(checkpoint), target=0.0)
+    summary = adapt(cfg, StageProgress(Budget(cfg.budget_min), log))
+
+    out = Path(cfg.out or "")
+    assert (out / "preview.png").stat().st_size > 1000
+    assert summary["data"]["episodes"] >= 2 and summary["data"]["frames"] > 0
+    assert summary["training"]["init_from"] == str(checkpoint)
+    assert summary["training"]["steps"] > 0 and summary["probes"], "probes give the curve"
+    assert summary["training"]["stopped_at_target"]
+    assert summary["time_to_target_s"] == summary["probes"][0]["wall_s"]
+    assert summary["final"]["episodes"] >= 1
+    assert summary["total_wall_s"] < 0.5 * 60 + 30, "the budget holds (plus slack)"
+    assert set(summary["stages_s"]) == {"validate", "preview", "generate", "train", "evaluate"}
+    assert json.loads((out / "adapt.json").read_text())["task"] == "reach_left_blue"
+    page = (out / "report.html").read_text()
+    assert "data:video/mp4;base64," in page and "reach_left_blue" in page
+    for stage in ("[1/6 validate]", "[3/6 generate]", "[4/6 train]", "[6/6 report]"):
+        assert stage in log.getvalue()
+    # The fine-tune kept the base checkpoint's model and normalizer.
+    base = json.loads((checkpoint / "config.json").read_text())
+    tuned = json.loads(Path(summary["training"]["checkpoint"], "config.json").read_text())
+    assert tuned["model"] == base["model"]
+    norm = (checkpoint / "normalization.json").read_text()
+    assert Path(summary["training"]["checkpoint"], "normalization.json").read_text() == norm
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_adapt_starts_from_the_shipped_checkpoint_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kizuna import paths
+
+    monkeypatch.delenv("KIZUNA_BASE_CHECKPOINT", raising=False)
+    assert config_from_args(parse(str(NEW_TASK))).init_from == str(paths.shipped_checkpoint())
+    # Without one shipped (a trimmed install), it asks for --from.
+    shipped = paths.shipped_checkpoint
+    monkeypatch.setattr(paths, "shipped_checkpoint", lambda: shipped("not-shipped"))
+    with pytest.raises(ValueError, match="--from CHECKPOINT"):
+        config_from_args(parse(str(NEW_TASK)))
+    cfg = config_from_args(parse(str(NEW_TASK), "--from", "ckpt", "--budget-min", "5"))
+    assert cfg.init_from == "ckpt" and cfg.budget_min == 5.0 and cfg.early_stop
+    assert config_from_args(parse(str(NEW_TASK), "--scratch")).init_from is None
+
+
+def test_adapt_refuses_a_bad_spec_and_a_bad_checkpoint(tmp_path: Path) -> None:
+    from kizuna.task import TaskSpecError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nepisode_steps: 10\ninstructions: [go]\nsucess: []\n")
+    with pytest.raises(TaskSpecError, match="bad.yaml: field 'sucess'"):
+        adapt(tiny(tmp_path, task=str(bad)), StageProgress(Budget(1), io.StringIO()))
+    (tmp_path / "notackpt").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        cfg = tiny(tmp_path, init_from=str(tmp_path / "notackpt"))
+        adapt(cfg, StageProgress(Budget(1), io.StringIO()))
+
+
+def test_adapt_never_deletes_a_directory_it_did_not_write(tmp_path: Path) -> None:
+    keep = tmp_path / "precious"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    quiet = StageProgress(Budget(1), io.StringIO())
+    with pytest.raises(FileExistsError, match="pass --out NEW_DIR"):
+        adapt(tiny(tmp_path, out=str(keep)), quiet)
+    with pytest.raises(FileExistsError, match="does not look like an adapt run"):
+        adapt(tiny(tmp_path, out=str(keep)), quiet, overwrite=True)
+    assert (keep / "notes.txt").read_text() == "mine"
+
+
+def test_budget_and_clock() -> None:
+    budget = Budget(minutes=10)
+    assert 599 < budget.left_s() <= 600
+    assert 179 < budget.until(0.3) <= 180
+    assert clock(83) == "01:23" and clock(3723) == "1:02:03" and clock(-5) == "00:00"

@@ -195,7 +195,9 @@ class TaskSpec(_Strict):
     description: str = ""
     episode_steps: int = Field(gt=0, le=2000)
     control_hz: float = Field(20.0, gt=0.0, le=1000.0)
-    instructions: dict[str, list[str]]
+    # Phrasings per language; may be left out when ``steps`` are given (their texts, in order,
+    # become the English instruction).
+    instructions: dict[str, list[str]] = {}
     objects: list[ObjectSpec] = []
     fixtures: list[FixtureSpec] = []
     success: list[Predicate] = []
@@ -209,11 +211,25 @@ class TaskSpec(_Strict):
     @field_validator("instructions")
     @classmethod
     def _non_empty(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
-        if not value.get("en"):
-            raise ValueError("give at least one English phrasing under 'en'")
         if any(not s.strip() for phrasings in value.values() for s in phrasings):
             raise ValueError("instruction phrasings must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _instruction_from_steps(self) -> TaskSpec:
+        orders = [s.order for s in self.steps]
+        if len(set(orders)) != len(orders):
+            raise ValueError(f"steps: each 'order' must be unique, got {sorted(orders)}")
+        if not self.instructions.get("en"):
+            if not self.steps:
+                raise ValueError(
+                    "instructions: give at least one English phrasing under 'en' "
+                    "(or ordered 'steps', whose texts become the instruction)"
+                )
+            texts = [s.text.strip().rstrip(".") for s in self.ordered_steps]
+            derived = {**self.instructions, "en": [", then ".join(texts)]}
+            object.__setattr__(self, "instructions", derived)
+        return self
 
     @model_validator(mode="after")
     def _cross_references(self) -> TaskSpec:
@@ -255,11 +271,13 @@ class TaskSpec(_Strict):
                 )
 
     @property
+    def ordered_steps(self) -> list[Step]:
+        return sorted(self.steps, key=lambda s: s.order)
+
+    @property
     def predicates(self) -> list[Predicate]:
         """The success checks: explicit ones, then those of the ordered steps."""
-        return list(self.success) + [
-            s.predicate for s in sorted(self.steps, key=lambda s: s.order)
-        ]
+        return list(self.success) + [s.predicate for s in self.ordered_steps]
 
     @property
     def fixture_names(self) -> list[str]:

@@ -29,7 +29,7 @@ from sim.randomization import (
 )
 from sim.reality import RealityProfile, apply_reality, load_reality
 from sim.scene import CAMERAS, Layout, sample_layout
-from sim.success import SceneState, is_success, reward_terms, total_reward
+from sim.success import SceneState, is_success, reward_terms, steps_done, total_reward
 
 EE_STEP_M = 0.03  # largest TCP move per control period in ee_delta mode
 INSTRUCTION_MAX_CHARS = 256
@@ -164,6 +164,7 @@ class KizunaEnv(gym.Env):
         hold = (q_home.copy(), 1.0)
         self._pending = deque([hold] * params.sensors.action_latency_steps)
         self._steps = 0
+        self._steps_done = steps_done(self.spec_task, self.scene_state())
         info = {"success": self._success(), "episode_params": params.as_dict()}
         return self._observation(), info
 
@@ -180,7 +181,8 @@ class KizunaEnv(gym.Env):
         self.sim.step(np.clip(q_exec, self.robot.lower_rad, self.robot.upper_rad), grip_exec)
         self._steps += 1
         state = self.scene_state()
-        terms = reward_terms(self.spec_task, state)
+        self._steps_done = steps_done(self.spec_task, state, self._steps_done)
+        terms = reward_terms(self.spec_task, state, self._steps_done)
         success = terms["success"] > 0
         terminated = bool(success and self.terminate_on_success)
         truncated = self._steps >= self.spec_task.episode_steps
@@ -190,6 +192,7 @@ class KizunaEnv(gym.Env):
             "reward_terms": terms,
             "arm_contacts": state.arm_contacts,
             "tcp_pos_m": state.tcp_pos_m,
+            "steps_done": self._steps_done,  # ordered steps of the task completed so far
         }
         return self._observation(), total_reward(terms), terminated, truncated, info
 
@@ -246,7 +249,7 @@ class KizunaEnv(gym.Env):
         )
 
     def _success(self) -> bool:
-        return is_success(self.spec_task, self.scene_state())
+        return is_success(self.spec_task, self.scene_state(), self._steps_done)
 
     @property
     def instruction(self) -> str:

@@ -82,8 +82,26 @@ def predicate_holds(spec: TaskSpec, p: Predicate, state: SceneState) -> bool:
     return centred and bottom_z <= fixture.size_m[2] - p.depth_m and _released(state, obj.name)
 
 
-def is_success(spec: TaskSpec, state: SceneState) -> bool:
-    return all(predicate_holds(spec, p, state) for p in spec.predicates)
+def steps_done(spec: TaskSpec, state: SceneState, done: int = 0) -> int:
+    """Ordered steps completed: from ``done``, each next step counts once its check holds.
+
+    Steps latch: "lifted" in the middle of a kitting sequence is done once the part was up,
+    although it is no longer up when the part lands in its tray.
+    """
+    ordered = spec.ordered_steps
+    while done < len(ordered) and predicate_holds(spec, ordered[done].predicate, state):
+        done += 1
+    return done
+
+
+def is_success(spec: TaskSpec, state: SceneState, done_steps: int | None = None) -> bool:
+    """Every ``success`` predicate holds now, and every ordered step is done (``done_steps``
+    from ``steps_done``; ``None``, without an episode's history: every step holds now)."""
+    if not all(predicate_holds(spec, p, state) for p in spec.success):
+        return False
+    if done_steps is None:
+        return all(predicate_holds(spec, s.predicate, state) for s in spec.steps)
+    return done_steps >= len(spec.steps)
 
 
 def goal_position(spec: TaskSpec, p: Predicate, state: SceneState) -> np.ndarray:
@@ -108,7 +126,9 @@ def goal_position(spec: TaskSpec, p: Predicate, state: SceneState) -> np.ndarray
     return goal
 
 
-def reward_terms(spec: TaskSpec, state: SceneState) -> dict[str, float]:
+def reward_terms(
+    spec: TaskSpec, state: SceneState, done_steps: int | None = None
+) -> dict[str, float]:
     """Named, unscaled reward terms; multiply by ``REWARD_SCALES`` and sum for the reward."""
     terms = {name: 0.0 for name in REWARD_SCALES}
     for p in spec.predicates:
@@ -119,7 +139,7 @@ def reward_terms(spec: TaskSpec, state: SceneState) -> dict[str, float]:
         obj_pos = state.object_pos_m[p.object or ""]
         terms["tcp_to_object"] -= float(np.linalg.norm(state.tcp_pos_m - obj_pos))
         terms["object_to_goal"] -= float(np.linalg.norm(obj_pos - goal))
-    terms["success"] = float(is_success(spec, state))
+    terms["success"] = float(is_success(spec, state, done_steps))
     terms["arm_contact"] = float(state.arm_contacts)
     return terms
 

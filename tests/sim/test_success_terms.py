@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from kizuna.task import load_task
-from sim.success import REWARD_SCALES, SceneState, is_success, reward_terms, total_reward
+from kizuna.task import TaskSpec, load_task
+from sim.success import (
+    REWARD_SCALES,
+    SceneState,
+    is_success,
+    reward_terms,
+    steps_done,
+    total_reward,
+)
 
 
 def _state(tcp, objects: dict, fixtures: dict, opening: float = 1.0) -> SceneState:
@@ -66,3 +74,71 @@ def test_reward_terms_are_named_and_improve_toward_the_goal() -> None:
     assert near["tcp_to_object"] > far["tcp_to_object"]
     assert done["success"] == 1.0 and far["success"] == 0.0
     assert total_reward(done) > total_reward(near) > total_reward(far)
+
+
+def _lift_then_place() -> TaskSpec:
+    return TaskSpec.model_validate(
+        {
+            "name": "lift_then_place",
+            "episode_steps": 100,
+            "objects": [
+                {
+                    "name": "cube",
+                    "shape": "box",
+                    "size_m": [0.04, 0.04, 0.04],
+                    "pose": {"x_m": [0.5, 0.5], "y_m": [0.0, 0.0]},
+                }
+            ],
+            "fixtures": [
+                {
+                    "name": "bin",
+                    "kind": "bin",
+                    "size_m": [0.14, 0.14, 0.06],
+                    "pose": {"x_m": [0.5, 0.5], "y_m": [0.2, 0.2]},
+                }
+            ],
+            "steps": [
+                {
+                    "order": 2,
+                    "text": "drop it in the bin.",
+                    "predicate": {"kind": "in_zone", "object": "cube", "target": "bin"},
+                },
+                {
+                    "order": 1,
+                    "text": "Lift the cube",
+                    "predicate": {"kind": "lifted", "object": "cube"},
+                },
+            ],
+        }
+    )
+
+
+def test_steps_without_instructions_become_the_instruction_in_order() -> None:
+    spec = _lift_then_place()
+    assert spec.instructions == {"en": ["Lift the cube, then drop it in the bin"]}
+    assert [s.order for s in spec.ordered_steps] == [1, 2]
+
+
+def test_ordered_steps_latch_and_succeed_only_in_order() -> None:
+    spec = _lift_then_place()
+    bin_at = {"bin": (0.5, 0.2, 0.0)}
+    on_table = _state((0.5, 0.0, 0.3), {"cube": (0.5, 0.0, 0.02)}, bin_at)
+    lifted = _state((0.5, 0.0, 0.15), {"cube": (0.5, 0.0, 0.13)}, bin_at, opening=0.3)
+    in_bin = _state((0.5, 0.2, 0.3), {"cube": (0.5, 0.2, 0.03)}, bin_at)
+    # Placed without ever being lifted (pushed in): step 1 never happened.
+    assert steps_done(spec, on_table) == 0
+    assert steps_done(spec, in_bin) == 0 and not is_success(spec, in_bin, 0)
+    # Lifted, then placed: step 1 latches although the cube is no longer up at the end.
+    done = steps_done(spec, lifted)
+    assert done == 1 and not is_success(spec, lifted, done)
+    done = steps_done(spec, in_bin, done)
+    assert done == 2 and is_success(spec, in_bin, done)
+    assert reward_terms(spec, in_bin, done)["success"] == 1.0
+
+
+def test_duplicate_step_orders_are_refused() -> None:
+    raw = _lift_then_place().model_dump()
+    raw["steps"][1]["order"] = 2
+    raw["instructions"] = {}
+    with pytest.raises(ValueError, match="order"):
+        TaskSpec.model_validate(raw)

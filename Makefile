@@ -15,8 +15,10 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
 TORCH_PIP_ARGS ?=
 # Debian/Ubuntu libraries MuJoCo's offscreen renderer loads (EGL, OSMesa, GL).
-# (libusb-1.0-0 joins when open3d does.)
-SYSTEM_PACKAGES := libegl1 libosmesa6 libgl1
+# libusb-1.0-0: open3d (the calib extra) loads it at import.
+# chromium: tests/kizuna/test_report_html.py loads the
+# adapt report in headless Chromium to check that its embedded H.264 videos play.
+SYSTEM_PACKAGES := libegl1 libosmesa6 libgl1 chromium libusb-1.0-0
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export MUJOCO_GL ?= egl
@@ -56,9 +58,9 @@ system-packages:
 $(STAMP): setup.py setup.cfg pyproject.toml package.xml Makefile | venv
 	$(PIP) install --upgrade pip setuptools wheel
 	$(PIP) install $(TORCH_PIP_ARGS) torch==$(TORCH_VERSION)
-	@extras=pybullet,bench,ray,remote,rl,vla,ros,dev; \
+	@extras=pybullet,bench,ray,remote,rl,vla,ros,calib,dev; \
 	if ! $(PY) -c 'import sys; sys.exit(sys.version_info >= (3, 12))'; then \
-	  extras=ray,remote,rl,vla,ros,dev; echo "Python >= 3.12: skipping the pybullet and bench extras (no wheels)"; \
+	  extras=ray,remote,rl,vla,ros,calib,dev; echo "Python >= 3.12: skipping the pybullet and bench extras (no wheels)"; \
 	fi; \
 	echo "$(PIP) install -e '.[$$extras]'"; \
 	$(PIP) install -e ".[$$extras]"

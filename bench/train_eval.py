@@ -93,7 +93,8 @@ def evaluate_all(checkpoint: Path, tasks: list[str], episodes: int, out: Path) -
     from policies.evaluate import EvalConfig, evaluate_tasks
     from policies.vla.policy import load_vla_policy
 
-    torch.set_num_threads(2)
+    # One thread: on a shared 2-core machine two OpenMP threads wait on each other.
+    torch.set_num_threads(1)
     policy = load_vla_policy(checkpoint)
     cfg = EvalConfig(checkpoint=str(checkpoint), task=tasks, episodes=episodes, out=str(out))
     rows = []

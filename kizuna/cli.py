@@ -20,7 +20,10 @@ from kizuna import __version__
 # ``main(args) -> exit code``; it is imported only when its subcommand runs.
 COMMANDS: dict[str, tuple[str, str]] = {
     "tasks": ("list, show or validate task specs (config/tasks)", "kizuna.task_cli"),
-    "demo": ("scripted episodes of every task: videos + summary", "sim.demo"),
+    "demo": (
+        "the whole stack once on a CPU: experts, the shipped VLA, fine-tuning, deployment",
+        "kizuna.demo",
+    ),
     "dataset": ("inspect, check or merge datasets (LeRobot v3)", "kizuna.dataset.cli"),
     "generate": (
         "expert demonstrations into a dataset (task=... episodes=N workers=K)",
@@ -30,6 +33,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "imitation-train the VLA policy on datasets (dataset=... steps=N out=...)",
         "policies.vla.train",
     ),
+    "distill": (
+        "train a smaller, fewer-step student from a VLA teacher (teacher=... dataset=... out=...)",
+        "policies.vla.distill",
+    ),
+    "export": (
+        "export a VLA checkpoint to ONNX for onnxruntime, optionally int8 (CHECKPOINT --int8)",
+        "policies.export",
+    ),
     "eval": (
         "evaluate a checkpoint in sim: success, CI, safety, videos (checkpoint=... task=...)",
         "policies.evaluate",
@@ -38,6 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "SB3 baseline (SAC/PPO) on a state-based task -> checkpoint + eval (task=... algo=...)",
         "policies.rl",
     ),
+    "residual": (
+        "RL residual on a frozen VLA in randomized sim -> checkpoint + base vs residual eval",
+        "policies.residual_cli",
+    ),
     "serve": (
         "serve a checkpoint over openpi's websocket protocol (checkpoint=... host=... port=...)",
         "policies.serve",
@@ -45,6 +60,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": (
         "run a checkpoint through the robot runtime: in sim, or as ROS 2 nodes (--backend ros)",
         "real_robot.deploy",
+    ),
+    "calibrate": (
+        "intrinsics, hand-eye, sysid (real -> sim), scene registration (STEP ... --help)",
+        "calibration.cli",
+    ),
+    "ingest": (
+        "rosbag2 bags (recorder_node, any ROS 2 arm) -> dataset episodes (BAG... --into DATASET)",
+        "real_robot.ingest_cli",
+    ),
+    "adapt": (
+        "teach a new task: TASK.yaml -> data -> fine-tuned VLA -> eval -> HTML report",
+        "kizuna.adapt",
+    ),
+    "hackathon": (
+        "pick a task, train a small policy in a time budget, get a video and a score",
+        "kizuna.hackathon",
+    ),
+    "leaderboard": (
+        "merge leaderboard result files (kizuna eval leaderboard=true) into a ranked HTML table",
+        "kizuna.leaderboard",
+    ),
+    "loop": (
+        "deploy -> record on the 'real' cell -> fine-tune -> redeploy, with before/after success",
+        "kizuna.loop",
     ),
 }
 

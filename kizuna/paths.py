@@ -30,3 +30,16 @@ def config_dir() -> Path:
         + ", ".join(str(p) for p in candidates)
         + "); set KIZUNA_CONFIG_DIR to it"
     )
+
+
+# The multi-task VLA that ships with kizuna (reach, push, pick_place; see the README).
+SHIPPED_CHECKPOINT = "multitask"
+
+
+def shipped_checkpoint(name: str = SHIPPED_CHECKPOINT) -> Path:
+    """A checkpoint that ships in ``config/checkpoints/<name>`` (safetensors, no pickle)."""
+    path = config_dir() / "checkpoints" / name
+    if not (path / "config.json").is_file():
+        found = sorted(p.name for p in (config_dir() / "checkpoints").glob("*/"))
+        raise FileNotFoundError(f"no shipped checkpoint {name!r} at {path}; shipped: {found}")
+    return path

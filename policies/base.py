@@ -38,7 +38,11 @@ class Policy(Protocol):
 # One explicit literal: no import-time registration.
 POLICIES: dict[str, tuple[str, str]] = {
     "kizuna_vla": ("policies.vla.policy", "load_vla_policy"),
+    # a VLA exported by `kizuna export` (model.onnx), run by onnxruntime without torch
+    "kizuna_vla_onnx": ("policies.onnx_policy", "load_onnx_policy"),
     "sb3_state": ("policies.rl_policy", "load_sb3_policy"),
+    # a frozen base checkpoint + a bounded RL residual (kizuna residual): policies/residual.py
+    "kizuna_residual": ("policies.residual", "load_residual_policy"),
     # a policy server (ws://host:port, or a config.json naming one): policies/remote.py
     "remote": ("policies.remote", "load_remote_policy"),
     # a LeRobot checkpoint (its own config.json "type", see LEROBOT_TYPES); needs lerobot

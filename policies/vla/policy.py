@@ -42,6 +42,7 @@ class VLAPolicy:
         self.flow_steps = flow_steps or self.model.cfg.flow_steps
         self.seed = seed
         self.chunk_size = self.model.cfg.chunk_size
+        self.cameras = tuple(self.model.cfg.cameras)  # what ``act`` needs in the observation
         self.action_dim = self.model.cfg.action_dim
         self.generator = torch.Generator(device=self.device)
         self.reset()

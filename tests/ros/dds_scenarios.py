@@ -438,7 +438,36 @@ def test_kizuna_deploy_ros_runs_episodes_and_shuts_down(
 def test_the_policy_node_drives_the_sim_robot_to_task_success(
     trained_checkpoint: Path, tmp_path: Path
 ) -> None:
-    config = json.loads((trained_checkpoint / "config.json").read_text())
-    task = str((config.get("training") or {}).get("task") or "reach")
-    report = _deploy(trained_checkpoint, task, 3, None, tmp_path)
-    assert report["success_rate"] > 0, report
+    # Three reach episodes over DDS in real time; the shipped checkpoint reaches in ~1-2 s.
+    report = _deploy(trained_checkpoint, "reach", 3, None, tmp_path)
+    assert report["success_rate"] >= 2 / 3, report
+
+
+# ---- (f) kizuna loop through ROS 2: deploy over DDS, record bags, ingest, fine-tune ----------
+
+
+def test_kizuna_loop_via_ros_records_ingests_and_fine_tunes(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from kizuna.dataset import DatasetReader
+    from kizuna.loop import LoopConfig, run_loop
+
+    cfg = LoopConfig(
+        task="reach",
+        reality="easy",
+        checkpoint=str(tiny_checkpoint),
+        sim_episodes=2,
+        real_episodes=1,
+        eval_episodes=1,
+        train_minutes=0.02,
+        batch_size=4,
+        nominal_eval=False,
+        via="ros",
+        failed_episodes="all",  # the untrained policy fails; its frames train anyway here
+        out=str(tmp_path / "loop"),
+    )
+    (iteration,) = run_loop(cfg)["iterations"]
+    real = DatasetReader(iteration["real_dataset"])
+    assert real.num_episodes == 1
+    assert real.provenance(0).source == "real"
+    assert Path(iteration["checkpoint"], "model.safetensors").is_file()

@@ -28,6 +28,7 @@ SCENARIOS = [
     "test_params_files_load_and_every_key_is_declared[sim_robot_node]",
     "test_kizuna_deploy_ros_runs_episodes_and_shuts_down",
     "test_the_policy_node_drives_the_sim_robot_to_task_success",
+    "test_kizuna_loop_via_ros_records_ingests_and_fine_tunes",
 ]
 
 
@@ -39,7 +40,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, s
     junit = out / "junit.xml"
     argv = [sys.executable, "-m", "pytest", str(HERE / "dds_scenarios.py"), "-q", "-s"]
     argv += ["-p", "no:cacheprovider", f"--junitxml={junit}", f"--basetemp={out / 'tmp'}"]
-    result = netns.run(argv, timeout_s=240, capture_output=True, text=True, cwd=HERE.parents[1])
+    result = netns.run(argv, timeout_s=420, capture_output=True, text=True, cwd=HERE.parents[1])
     if not junit.is_file():
         output = result.stdout[-4000:] + result.stderr[-4000:]
         pytest.fail(f"the DDS scenarios did not run:\n{output}")

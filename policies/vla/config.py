@@ -31,6 +31,11 @@ class VisionConfig:
     pretrained_path: str | None = None
     freeze: bool = False  # keep the pretrained encoder fixed during training
     share_across_cameras: bool = False  # one encoder for all cameras (fewer parameters)
+    # Spatial-softmax keypoints (Levine et al. 2016; robomimic, Diffusion Policy): K expected
+    # (x, y) image positions from the feature map after block ``keypoint_block``, one extra
+    # token per camera. Sub-pixel "where is it" that coarse grid tokens learn only slowly.
+    keypoints: int = 0  # 0: off
+    keypoint_block: int = 2  # 0-based; block 2 of 4 is 1/8 of the image size
 
 
 @dataclass(frozen=True)

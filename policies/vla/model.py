@@ -61,6 +61,36 @@ class ImageEncoder(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         return self.layers(images)
 
+    def features(self, images: Tensor, keep_block: int) -> tuple[Tensor, Tensor]:
+        """The final map and the one after block ``keep_block`` (for keypoints)."""
+        kept = images
+        x = images
+        for i in range(0, len(self.layers), 3):
+            x = self.layers[i + 2](self.layers[i + 1](self.layers[i](x)))
+            if i // 3 == keep_block:
+                kept = x
+        return x, kept
+
+
+class SpatialSoftmax(nn.Module):
+    """``[B, C, H, W]`` -> ``[B, 2K]``: per keypoint, the softmax-weighted mean (x, y) in
+    [-1, 1] over a 1x1-conv heat map, with a learned temperature."""
+
+    def __init__(self, in_channels: int, keypoints: int) -> None:
+        super().__init__()
+        self.heat = nn.Conv2d(in_channels, keypoints, 1)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        heat = self.heat(x)
+        batch, k, height, width = heat.shape
+        weights = torch.softmax(heat.flatten(2) / self.log_temperature.exp(), dim=-1)
+        ys = torch.linspace(-1.0, 1.0, height, device=x.device)
+        xs = torch.linspace(-1.0, 1.0, width, device=x.device)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        coords = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=-1)  # [HW, 2]
+        return (weights @ coords).reshape(batch, 2 * k)
+
 
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 100.0) -> Tensor:
     """``[B]`` times in [0, 1] -> ``[B, dim]`` sin/cos features over log-spaced frequencies."""
@@ -108,6 +138,18 @@ class VLAModel(nn.Module):
         channels = self.vision[names[0]].out_channels
         grid_h, grid_w = feature_grid(cfg.image_size, len(cfg.vision.channels))
         self.image_proj = nn.Linear(channels, d)
+        kp = cfg.vision.keypoints
+        if kp:
+            block = cfg.vision.keypoint_block
+            if not 0 <= block < len(cfg.vision.channels):
+                raise ValueError(
+                    f"model.vision.keypoint_block {block} is not a block index "
+                    f"(0..{len(cfg.vision.channels) - 1})"
+                )
+            self.keypoints = nn.ModuleDict(
+                {n: SpatialSoftmax(cfg.vision.channels[block], kp) for n in names}
+            )
+            self.keypoint_proj = nn.Linear(2 * kp, d)
         self.image_pos = nn.Parameter(torch.randn(grid_h * grid_w, d) * 0.02)
         self.camera_emb = nn.Parameter(torch.randn(len(cfg.cameras), d) * 0.02)
         self.language_proj = nn.Linear(cfg.language_dim, d)
@@ -130,10 +172,16 @@ class VLAModel(nn.Module):
 
     def image_tokens(self, images: Images) -> Tensor:
         tokens = []
+        vision = self.cfg.vision
         for k, camera in enumerate(self.cfg.cameras):
-            encoder = self.vision["shared" if self.cfg.vision.share_across_cameras else camera]
-            features = encoder(images[camera]).flatten(2).transpose(1, 2)  # [B, h*w, C]
+            name = "shared" if vision.share_across_cameras else camera
+            encoder = self.vision[name]
+            final, early = encoder.features(images[camera], vision.keypoint_block)
+            features = final.flatten(2).transpose(1, 2)  # [B, h*w, C]
             tokens.append(self.image_proj(features) + self.image_pos + self.camera_emb[k])
+            if vision.keypoints:
+                points = self.keypoint_proj(self.keypoints[name](early))  # [B, d]
+                tokens.append((points + self.camera_emb[k])[:, None])
         return torch.cat(tokens, dim=1)
 
     def encode(self, images: Images, state: Tensor, language: Tensor) -> Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -169,3 +171,34 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(x >= y for x, y in zip(factors[10:], factors[11:], strict=False))
     assert factors[110] == pytest.approx(0.1) and factors[119] == pytest.approx(0.1)
+
+
+def test_spatial_softmax_finds_a_bright_spot() -> None:
+    from policies.vla.model import SpatialSoftmax
+
+    layer = SpatialSoftmax(in_channels=1, keypoints=1)
+    with torch.no_grad():
+        layer.heat.weight.fill_(1.0)
+        layer.heat.bias.zero_()
+        layer.log_temperature.fill_(-3.0)  # sharp
+    image = torch.zeros(1, 1, 9, 9)
+    image[0, 0, 2, 6] = 10.0  # row 2 (y), column 6 (x)
+    x, y = layer(image)[0].tolist()
+    assert x == pytest.approx(-1 + 2 * 6 / 8, abs=1e-3)
+    assert y == pytest.approx(-1 + 2 * 2 / 8, abs=1e-3)
+
+
+def test_keypoint_tokens_are_added_per_camera_and_train() -> None:
+    base = dict(image_size=(32, 32), d_model=16, n_heads=2, trunk_layers=1, expert_layers=1)
+    vision = VisionConfig(channels=(4, 8, 8, 8), groups=4, keypoints=3, keypoint_block=1)
+    plain = VLAModel(ModelConfig(**base, vision=replace(vision, keypoints=0)))
+    model = VLAModel(ModelConfig(**base, vision=vision))
+    images = {c: torch.randn(2, 3, 32, 32) for c in model.cfg.cameras}
+    state, language = torch.randn(2, 8), torch.randn(2, 384)
+    tokens = model.encode(images, state, language).shape[1]
+    assert tokens == plain.encode(images, state, language).shape[1] + len(model.cfg.cameras)
+    loss = model.loss(images, state, language, torch.randn(2, 10, 8), torch.ones(2, 10))["loss"]
+    loss.backward()
+    assert model.keypoints["front"].heat.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="keypoint_block"):
+        VLAModel(ModelConfig(**base, vision=replace(vision, keypoint_block=7)))

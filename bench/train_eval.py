@@ -137,6 +137,13 @@ def main() -> None:
     if not args.skip_train:
         _, train_info = train_for(args.minutes, datasets, args.out, overrides)
     checkpoint = (args.out / "last").resolve()
+    if args.skip_train:  # the run's own record of how it was trained
+        summary = json.loads((checkpoint / "trainer_state.json").read_text())["summary"]
+        train_info = {
+            "steps": summary["step"],
+            "loop_s": summary["wall_s"],
+            "from": "trainer_state",
+        }
     rows = evaluate_all(checkpoint, args.tasks, args.episodes, args.out / "eval")
     latency = latency_ms(checkpoint)
 

@@ -8,7 +8,9 @@
 2. Training: ``kizuna train`` on all of them at once (one model, instruction-conditioned),
    for ``--minutes`` of wall clock (``max_minutes``: the learning-rate schedule follows the
    clock). Extra arguments are Hydra overrides of config/hydra/train.yaml.
-3. Evaluation: ``--episodes`` per task in the nominal simulator (seeds 1000..), success with
+3. Optional model selection (``--select-last N``): the N newest checkpoints scored on
+   validation seeds (5000..), the best mean success kept; the figures below never see those.
+4. Evaluation: ``--episodes`` per task in the nominal simulator (seeds 1000..), success with
    a 95 % Wilson interval; and the policy's inference time per chunk (two 96x96 cameras,
    one thread, median and p99 over 200 chunks).
 
@@ -68,6 +70,28 @@ def train_for(minutes: float, datasets: list[Path], out: Path, overrides: list[s
     }
 
 
+def select_checkpoint(
+    run: Path, tasks: list[str], last: int, episodes: int, seed: int
+) -> tuple[Path, list[dict]]:
+    """Model selection on validation seeds (``seed``.., apart from the reported evaluation's
+    1000..): the checkpoint among the ``last`` newest with the best mean success."""
+    from policies.evaluate import EvalConfig, evaluate_tasks
+    from policies.vla.policy import load_vla_policy
+
+    torch.set_num_threads(1)
+    candidates = sorted((run / "checkpoints").glob("step_*"))[-last:]
+    scored = []
+    for checkpoint in candidates:
+        cfg = EvalConfig(
+            checkpoint=str(checkpoint), task=tasks, episodes=episodes, seed=seed, videos=0
+        )
+        rates = {r.task: r.success_rate for r in evaluate_tasks(load_vla_policy(checkpoint), cfg)}
+        scored.append({"checkpoint": checkpoint.name, "val_success": rates})
+        print(f"  validation {checkpoint.name}: {rates}")
+    best = max(scored, key=lambda row: sum(row["val_success"].values()))
+    return run / "checkpoints" / best["checkpoint"], scored
+
+
 def latency_ms(checkpoint: Path, repeats: int = 200) -> dict[str, float]:
     from policies.vla.policy import load_vla_policy
 
@@ -124,6 +148,14 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("runs/multitask"))
     parser.add_argument("--skip-train", action="store_true", help="evaluate <out>/last only")
+    parser.add_argument(
+        "--select-last",
+        type=int,
+        default=0,
+        help="pick among the N newest checkpoints by success on validation seeds (0: last)",
+    )
+    parser.add_argument("--select-episodes", type=int, default=30)
+    parser.add_argument("--select-seed", type=int, default=5000)
     parser.add_argument("--json", type=Path, default=Path("bench/results/train_eval.json"))
     args, overrides = parser.parse_known_args()
     os.environ.setdefault("MUJOCO_GL", "egl")
@@ -137,6 +169,12 @@ def main() -> None:
     if not args.skip_train:
         _, train_info = train_for(args.minutes, datasets, args.out, overrides)
     checkpoint = (args.out / "last").resolve()
+    selection: list[dict] = []
+    if args.select_last > 0:
+        checkpoint, selection = select_checkpoint(
+            args.out, args.tasks, args.select_last, args.select_episodes, args.select_seed
+        )
+        print(f"selected {checkpoint.name} on validation seeds {args.select_seed}..")
     if args.skip_train:  # the run's own record of how it was trained
         summary = json.loads((checkpoint / "trainer_state.json").read_text())["summary"]
         train_info = {
@@ -167,6 +205,7 @@ def main() -> None:
         "datagen_s": datagen_s,
         "train": train_info,
         "overrides": overrides,
+        "selection": selection,
         "eval": rows,
         "latency_ms": latency,
         "load_average": os.getloadavg(),

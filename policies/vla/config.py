@@ -121,8 +121,9 @@ class CotrainConfig:
     """
 
     intervention_weight: float = 1.0
-    # The frames of an episode labelled failed: "all" train, "interventions" (the operator's
-    # corrections only, the policy's own failing actions are not imitated) or "none".
+    # The frames of an episode the policy failed (labelled failed, or taken over by the
+    # operator): "all" train, "interventions" (the operator's corrections only; the policy's
+    # own actions that led there are not imitated) or "none".
     failed_episodes: str = "interventions"
 
     def __post_init__(self) -> None:

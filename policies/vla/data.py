@@ -78,11 +78,13 @@ def _resized(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def frame_weights(
     interventions: np.ndarray, success: bool | None, cfg: CotrainConfig
 ) -> np.ndarray:
-    """Sampling weights of one episode's frames: interventions up-weighted, and of a failed
-    episode only what ``cfg.failed_episodes`` keeps (an unlabelled episode counts as good)."""
+    """Sampling weights of one episode's frames: interventions up-weighted, and of an episode
+    the policy failed only what ``cfg.failed_episodes`` keeps (an unlabelled episode counts as
+    good). The policy failed an episode that failed, and one the operator had to take over:
+    its frames before the takeover are what led there, not something to imitate."""
     taken_over = np.asarray(interventions).astype(bool)
     weights = np.where(taken_over, cfg.intervention_weight, 1.0)
-    if success is False and cfg.failed_episodes != "all":
+    if (success is False or taken_over.any()) and cfg.failed_episodes != "all":
         keep = taken_over if cfg.failed_episodes == "interventions" else np.zeros_like(taken_over)
         weights = np.where(keep, weights, 0.0)
     return weights.astype(np.float64)

@@ -31,12 +31,13 @@ def test_frame_weights_follow_the_labels(
     w = frame_weights(np.array(flags, np.uint8), success, cfg)
     taken = np.array(flags)
     assert w.shape == (len(flags),) and np.all(w >= 0)
-    np.testing.assert_array_equal(
-        w[taken], weight if (success is not False or failed != "none") else 0
-    )
+    # The policy failed the episode: it failed, or the operator had to take over.
+    policy_failed = success is False or taken.any()
+    dropped = policy_failed and failed == "none"
+    np.testing.assert_array_equal(w[taken], 0.0 if dropped else weight)
     own = w[~taken]  # the policy's own frames
-    if success is False and failed != "all":
-        assert np.all(own == 0)  # a failing policy's actions are never imitated
+    if policy_failed and failed != "all":
+        assert np.all(own == 0)  # what led to a failure or a takeover is never imitated
     else:
         assert np.all(own == 1)
 

@@ -60,27 +60,11 @@ def evaluate_checkpoint(
 
 def teach(checkpoint: Path, dataset: Path, minutes: float, out: Path) -> Path:
     """Fine-tune ``checkpoint`` on ``dataset`` for ``minutes``; returns the new checkpoint."""
-    from kizuna.hydra_config import compose
-    from policies.vla.config import TrainConfig
-    from policies.vla.train import listify_overrides, train
+    from kizuna.loop import fine_tune
 
     if out.exists():  # the demo's own scratch output from an earlier run
         shutil.rmtree(out)
-    overrides = [
-        f"dataset={dataset}",
-        f"init_from={checkpoint}",
-        f"out={out}",
-        f"max_minutes={minutes}",
-        "steps=100000",
-        "warmup_steps=50",
-        "lr=1e-4",
-        "batch_size=32",
-        "threads=1",
-        "checkpoint_every=100000",
-    ]
-    result = train(compose("train", listify_overrides(overrides), TrainConfig))
-    print(f"  trained {result.step} steps in {result.wall_s:.0f} s -> {result.last_checkpoint}")
-    return out / "last"
+    return fine_tune(checkpoint, [dataset], out, minutes, warmup_steps=50)
 
 
 def deploy(checkpoint: Path, out: Path) -> dict[str, Any]:

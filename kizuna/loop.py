@@ -112,29 +112,40 @@ def sim_dataset(cfg: LoopConfig, out: Path) -> Path:
 
 
 def fine_tune(
-    checkpoint: Path, datasets: list[Path], weights: list[float], cfg: LoopConfig, out: Path
+    checkpoint: Path,
+    datasets: list[Path],
+    out: Path,
+    minutes: float,
+    *,
+    weights: list[float] | None = None,
+    lr: float = 1e-4,
+    batch_size: int = 32,
+    warmup_steps: int = 100,
+    overrides: tuple[str, ...] = (),
 ) -> Path:
+    """Fine-tune ``checkpoint`` on ``datasets`` for ``minutes`` of wall clock, one thread
+    (``kizuna train init_from=...``); returns the new checkpoint. The loop and the demo."""
     from kizuna.hydra_config import compose
     from policies.vla.config import TrainConfig
     from policies.vla.train import listify_overrides, train
 
-    overrides = [
+    settings = [
         f"dataset=[{','.join(map(str, datasets))}]",
-        f"dataset_weights=[{','.join(map(str, weights))}]",
         f"init_from={checkpoint}",
         f"out={out}",
-        f"max_minutes={cfg.train_minutes}",
-        "steps=1000000",
-        "warmup_steps=100",
-        f"lr={cfg.lr}",
-        f"batch_size={cfg.batch_size}",
+        f"max_minutes={minutes}",
+        "steps=1000000",  # the time budget ends the run, and its schedule follows the clock
+        f"warmup_steps={warmup_steps}",
+        f"lr={lr}",
+        f"batch_size={batch_size}",
         "threads=1",
-        "checkpoint_every=1000000",
-        f"cotrain.intervention_weight={cfg.intervention_weight}",
-        f"cotrain.failed_episodes={cfg.failed_episodes}",
+        "checkpoint_every=1000000",  # one checkpoint, when the budget is spent
+        *overrides,
     ]
-    result = train(compose("train", listify_overrides(overrides), TrainConfig))
-    print(f"fine-tuned {result.step} steps in {result.wall_s:.0f} s")
+    if weights is not None:
+        settings.append(f"dataset_weights=[{','.join(map(str, weights))}]")
+    result = train(compose("train", listify_overrides(settings), TrainConfig))
+    print(f"  fine-tuned {result.step} steps in {result.wall_s:.0f} s -> {result.last_checkpoint}")
     return (out / "last").resolve()
 
 
@@ -198,7 +209,17 @@ def run_loop(cfg: LoopConfig) -> dict[str, Any]:
         print(f"[iteration {i}: fine-tune] {cfg.train_minutes} min on sim + {len(real_data)} real")
         weights = [1.0] + [cfg.real_weight / len(real_data)] * len(real_data)
         checkpoint = fine_tune(
-            checkpoint, [sim_data, *real_data], weights, cfg, where / "checkpoint"
+            checkpoint,
+            [sim_data, *real_data],
+            where / "checkpoint",
+            cfg.train_minutes,
+            weights=weights,
+            lr=cfg.lr,
+            batch_size=cfg.batch_size,
+            overrides=(
+                f"cotrain.intervention_weight={cfg.intervention_weight}",
+                f"cotrain.failed_episodes={cfg.failed_episodes}",
+            ),
         )
         print(f"[iteration {i}: evaluate] {checkpoint} on {cfg.reality}")
         after = evaluate_on(checkpoint, cfg, cfg.reality, where / "eval_after")

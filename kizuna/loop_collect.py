@@ -92,8 +92,7 @@ def collect_episode(
     states, actions, flags = [], [], []
     images: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
     took_over_at, success, last_query = None, False, -(10**9)
-    limit = base_steps + (operator_cfg.extra_steps if operator_cfg.kind != "none" else 0)
-    for step in range(limit):
+    for step in range(env.unwrapped.spec_task.episode_steps):  # the task's, + operator's
         operator.watch(env.unwrapped, step)
         if operator.in_control:
             took_over_at = step if took_over_at is None else took_over_at
@@ -109,9 +108,9 @@ def collect_episode(
         flags.append(operator.in_control)
         for camera in cameras:
             images[camera].append(obs["images"][camera])
-        obs, _, terminated, _, info = env.step(action)
+        obs, _, terminated, truncated, info = env.step(action)
         success = bool(info["success"])
-        if terminated:
+        if terminated or truncated:
             break
     return CollectedEpisode(
         states=np.stack(states),
@@ -143,7 +142,9 @@ def collect(
     from sim.env import KizunaEnv
 
     spec = load_task(task)
-    long_spec = spec.model_copy(update={"episode_steps": spec.episode_steps + 400})
+    # Room for the operator to finish: the env's time limit covers the steps it may add.
+    extra = operator_cfg.extra_steps if operator_cfg.kind != "none" else 0
+    long_spec = spec.model_copy(update={"episode_steps": spec.episode_steps + extra})
     cameras = tuple(getattr(policy, "cameras", ("front", "wrist")))
     size = int(getattr(policy, "image_size", 96))
     env = KizunaEnv(long_spec, cameras=cameras, image_size=size, reality=reality)

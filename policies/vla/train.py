@@ -271,7 +271,7 @@ def train(
     with StopOnInterrupt() as stop:
         try:
             budget.start()
-            while step < cfg.steps and not (stop.requested or stop_early or budget.spent()):
+            while step < cfg.steps and not (stop.requested or stop_early):
                 batch = run.data.sample(cfg.batch_size, generator, cfg.augment)
                 terms = model.loss(
                     {c: x.to(device) for c, x in batch.images.items()},

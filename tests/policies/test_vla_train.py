@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +243,14 @@ def test_ctrl_c_saves_a_checkpoint_before_exiting(
     assert (tmp_path / "r" / "last").resolve().name == "step_000003"
     assert load_policy(tmp_path / "r" / "last").chunk_size == 4
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_a_time_budget_ends_the_run_and_saves_its_last_step(
+    datasets: tuple[Path, Path], tmp_path: Path
+) -> None:
+    cfg = config(f"dataset=[{datasets[0]}]", f"out={tmp_path / 'run'}", "steps=100000")
+    cfg = replace(cfg, max_minutes=0.02, checkpoint_every=100000)  # 1.2 s
+    result = train(cfg, progress=False)
+    assert 0 < result.step < 100000 and not result.interrupted
+    assert result.last_checkpoint is not None
+    assert result.last_checkpoint.name == f"step_{result.step:06d}"  # nothing trained unsaved

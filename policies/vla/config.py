@@ -157,6 +157,9 @@ class TrainConfig:
     warmup_steps: int = 500
     min_lr_ratio: float = 0.1  # the cosine decays to lr * this
     grad_clip_norm: float = 1.0
+    # Exponential moving average of the weights (0: off). A checkpoint's model.safetensors
+    # holds the averaged weights; the optimizer's own weights travel in its training state.
+    ema_decay: float = 0.999
     checkpoint_every: int = 1000
     keep_checkpoints: int = 5  # older step_* directories are deleted; 0 keeps all
     log_every: int = 20

@@ -5,6 +5,8 @@ step_000400/
 ├── (the policy files: config.json, model.safetensors, normalization.json, language cache)
 ├── optimizer.safetensors   # every optimizer state tensor, "state.<param>.<name>"
 ├── rng.safetensors         # torch's global RNG (dropout) and the data/noise generator
+├── online_model.safetensors  # with weight EMA: the optimizer's weights (the policy files
+│                             # hold the averaged ones)
 └── trainer_state.json      # step, optimizer hyper-parameters, scheduler state, config
 ```
 
@@ -27,9 +29,11 @@ from safetensors.torch import save_file
 from policies.vla.checkpoint import (
     CheckpointError,
     atomic_directory,
+    check_state_dict,
     read_tensors,
     write_policy_files,
 )
+from policies.vla.ema import WeightEMA
 from policies.vla.language import InstructionEmbedder
 from policies.vla.model import VLAModel
 from policies.vla.normalize import Normalizer
@@ -37,6 +41,7 @@ from policies.vla.normalize import Normalizer
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
 TRAINER_FILE = "trainer_state.json"
+ONLINE_FILE = "online_model.safetensors"
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -72,6 +77,23 @@ def write_training_state(
         **extra,
     }
     (directory / TRAINER_FILE).write_text(json.dumps(trainer, indent=2, default=str) + "\n")
+
+
+def restore_online_weights(directory: Path, model: VLAModel) -> int | None:
+    """With weight EMA: load the optimizer's weights into ``model``; returns the EMA's update
+    count, or None for a checkpoint trained without EMA (its policy weights are the online ones).
+    """
+    trainer = read_trainer_json(directory)
+    updates = trainer.get("ema_updates")
+    if updates is None:
+        return None
+    file = directory / ONLINE_FILE
+    if not file.is_file():
+        raise CheckpointError(f"{file}: missing; the run used weight EMA and needs it to resume")
+    tensors = read_tensors(file)
+    check_state_dict(model.state_dict(), tensors, file)
+    model.load_state_dict(tensors)
+    return int(updates)
 
 
 def read_trainer_json(directory: Path) -> dict[str, Any]:
@@ -158,12 +180,24 @@ def save_training_checkpoint(
     generator: torch.Generator,
     summary: dict[str, Any],
     keep: int,
+    ema: WeightEMA | None = None,
 ) -> Path:
-    """Policy files + optimizer/RNG/trainer state, atomically; then re-point ``last``."""
+    """Policy files + optimizer/RNG/trainer state, atomically; then re-point ``last``.
+
+    With ``ema`` the policy files hold the averaged weights and ``model``'s own (the ones the
+    optimizer steps) go to ``online_model.safetensors``.
+    """
     final = checkpoint_dir(out, step)
     with atomic_directory(final) as tmp:
-        write_policy_files(tmp, model, normalizer, embedder, summary)
-        write_training_state(tmp, optimizer, scheduler, generator, step, {"summary": summary})
+        extra: dict[str, Any] = {"summary": summary}
+        if ema is None:
+            write_policy_files(tmp, model, normalizer, embedder, summary)
+        else:
+            write_policy_files(tmp, ema.model, normalizer, embedder, summary)
+            online = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(online, str(tmp / ONLINE_FILE))
+            extra["ema_updates"] = ema.updates
+        write_training_state(tmp, optimizer, scheduler, generator, step, extra)
     point_last_at(out, final)
     prune_checkpoints(out, keep)
     return final

@@ -39,12 +39,14 @@ from policies.vla.data import (
     dataset_image_size,
     load_source,
 )
+from policies.vla.ema import WeightEMA
 from policies.vla.language import InstructionEmbedder, encoder_dim, resolve_encoder_name
 from policies.vla.model import VLAModel, count_parameters
 from policies.vla.normalize import Normalizer, merge_stats, normalizer_from_stats
 from policies.vla.resume import (
     latest_checkpoint,
     read_trainer_json,
+    restore_online_weights,
     restore_training_state,
     save_training_checkpoint,
 )
@@ -223,9 +225,15 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: schedule(budget.effective_step(s))
     )
+    # The average starts at the weights the run starts from (a resumed checkpoint's policy
+    # weights are the averaged ones; its online weights are loaded next).
+    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     step = 0
     if run.resume_from is not None:
         step = restore_training_state(run.resume_from, optimizer, scheduler, generator)
+        updates = restore_online_weights(run.resume_from, model)
+        if ema is not None:
+            ema.set_updates(updates or 0)
         print(f"resumed from {run.resume_from} at step {step}")
     writer = tensorboard_writer(out / "tb")
     print(
@@ -257,6 +265,7 @@ def train(
             generator,
             summary(),
             cfg.keep_checkpoints,
+            ema,
         )
 
     result = TrainResult(step=step, last_checkpoint=run.resume_from, losses=[])
@@ -286,6 +295,8 @@ def train(
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
                 optimizer.step()
                 scheduler.step()
+                if ema is not None:
+                    ema.update(model)
                 step += 1
 
                 loss = terms["loss"].item()

@@ -20,8 +20,15 @@ from policies.base import load_policy
 from policies.vla.checkpoint import load_checkpoint
 from policies.vla.config import AugmentConfig, ModelConfig, TrainConfig
 from policies.vla.data import Source, TrainingData, augment_images, chunk_action_stats
+from policies.vla.ema import WeightEMA, ema_decay_at
+from policies.vla.model import VLAModel
 from policies.vla.normalize import Affine, identity_normalizer, to_absolute, to_relative
-from policies.vla.resume import OPTIMIZER_FILE, optimizer_tensors, restore_training_state
+from policies.vla.resume import (
+    ONLINE_FILE,
+    OPTIMIZER_FILE,
+    optimizer_tensors,
+    restore_training_state,
+)
 from policies.vla.train import listify_overrides, make_optimizer, setup_run, train
 
 TINY = [
@@ -226,6 +233,59 @@ def test_resume_continues_where_the_last_checkpoint_left_off(
     # Model, optimizer, schedule and every RNG restored: the loss curve continues as if the
     # run had never stopped.
     assert np.allclose(resumed.losses, whole.losses[4:], rtol=1e-4, atol=1e-6)
+    # ... and so do the averaged weights the checkpoint ships (the EMA's count included).
+    shipped = load_file(out / "last" / "model.safetensors")
+    expected = load_file(tmp_path / "whole" / "last" / "model.safetensors")
+    assert all(torch.allclose(shipped[k], expected[k], atol=1e-6) for k in expected)
+
+
+def test_checkpoints_ship_the_weight_average_and_keep_the_online_weights(
+    datasets: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = datasets
+    # Replay the run by hand: the same seed gives the same online weights at every step.
+    steps, decay = 5, 0.5
+    cfg = config(f"dataset={a}", f"steps={steps}", f"ema_decay={decay}", f"out={tmp_path / 'e'}")
+    history: list[dict[str, torch.Tensor]] = []
+    online_model = {}
+
+    def record(step: int, losses: dict[str, float]) -> None:
+        history.append({k: v.detach().clone() for k, v in online_model["m"].state_dict().items()})
+
+    import policies.vla.train as train_module
+
+    setup = train_module.setup_run
+
+    def capture(*args, **kwargs):  # type: ignore[no-untyped-def]
+        run = setup(*args, **kwargs)
+        online_model["m"] = run.model
+        return run
+
+    monkeypatch.setattr(train_module, "setup_run", capture)
+    train(cfg, on_step=record, progress=False)
+    assert len(history) == steps
+    average = {k: v.clone() for k, v in history[0].items()}  # the first update copies
+    for n, weights in enumerate(history[1:], start=1):
+        d = min(decay, (1 + n) / (10 + n))
+        average = {k: d * average[k] + (1 - d) * weights[k] for k in average}
+    last = tmp_path / "e" / "last"
+    shipped = load_file(last / "model.safetensors")
+    online = load_file(last / ONLINE_FILE)
+    assert all(torch.allclose(shipped[k], average[k], atol=1e-6) for k in average)
+    assert all(torch.equal(online[k], history[-1][k]) for k in online)
+    assert any(not torch.allclose(shipped[k], online[k]) for k in online)
+    # Without EMA the policy weights are the optimizer's and no second copy is written.
+    plain = config(f"dataset={a}", "steps=2", "ema_decay=0", f"out={tmp_path / 'p'}")
+    train(plain, progress=False)
+    assert not (tmp_path / "p" / "last" / ONLINE_FILE).exists()
+
+
+def test_ema_decay_out_of_range_is_refused() -> None:
+    model = VLAModel(ModelConfig(d_model=16, n_heads=2, trunk_layers=1, expert_layers=1))
+    with pytest.raises(ValueError, match="ema_decay"):
+        WeightEMA(model, 1.0)
+    assert ema_decay_at(0, 0.999) == pytest.approx(0.1)
+    assert ema_decay_at(10**6, 0.999) == 0.999
 
 
 def test_ctrl_c_saves_a_checkpoint_before_exiting(

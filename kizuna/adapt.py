@@ -226,7 +226,10 @@ def _summary(
     final: dict[str, Any],
     budget: Budget,
 ) -> dict[str, Any]:
-    reached = [p for p in [*probes, final] if p["success_rate"] >= cfg.target]
+    # A probe (a few episodes) may stop training at the target, but only the final evaluation
+    # (more episodes) confirms it: the time to target is when that evaluation ended.
+    probed = [p for p in probes if p["success_rate"] >= cfg.target]
+    confirmed = final["success_rate"] >= cfg.target
     from kizuna import __version__
 
     return {
@@ -235,7 +238,8 @@ def _summary(
         "spec_hash": spec.spec_hash(),
         "spec_yaml": spec_yaml,
         "target": cfg.target,
-        "time_to_target_s": reached[0]["wall_s"] if reached else None,
+        "time_to_target_s": final["wall_s"] if confirmed else None,
+        "first_probe_at_target_s": probed[0]["wall_s"] if probed else None,
         "subtitle": f"fine-tuned from {cfg.init_from}"
         if cfg.init_from
         else "trained from scratch",

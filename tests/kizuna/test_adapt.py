@@ -55,7 +55,9 @@ def test_adapt_end_to_end_from_a_checkpoint(tmp_path: Path) -> None:
     assert summary["training"]["init_from"] == str(checkpoint)
     assert summary["training"]["steps"] > 0 and summary["probes"], "probes give the curve"
     assert summary["training"]["stopped_at_target"]
-    assert summary["time_to_target_s"] == summary["probes"][0]["wall_s"]
+    assert summary["first_probe_at_target_s"] == summary["probes"][0]["wall_s"]
+    # Only the final evaluation confirms the target: the time to it is when that one ended.
+    assert summary["time_to_target_s"] == summary["final"]["wall_s"]
     assert summary["final"]["episodes"] >= 1
     assert summary["total_wall_s"] < 0.5 * 60 + 30, "the budget holds (plus slack)"
     assert set(summary["stages_s"]) == {"validate", "preview", "generate", "train", "evaluate"}

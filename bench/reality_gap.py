@@ -91,6 +91,7 @@ def main() -> None:
                 reality=reality,
                 seed=args.seed,
                 videos=0,
+                out=str(Path(scratch) / "eval"),  # not beside the checkpoint
             )
             start = time.perf_counter()
             report = evaluate(policy, cfg, progress=True)

@@ -78,7 +78,9 @@ def resize_chw(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     area = height >= size[0] and width >= size[1]
     rows = _resize_matrix(height, size[0], area)
     cols = _resize_matrix(width, size[1], area)
-    return np.einsum("oh,chw,pw->cop", rows, image, cols).astype(np.float32)
+    # Two matrix products. (A three-operand einsum here ran as one naive loop over all five
+    # indices: 0.7 s per 96 -> 80 px image, 90x the model itself.)
+    return (rows @ image @ cols.T).astype(np.float32)
 
 
 # ---- the policy -------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ its success. Writes ``bench/results/edge.json``.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import tempfile
@@ -72,10 +71,6 @@ def measure(name: str, path: Path, args: argparse.Namespace, control_dt_s: float
     policy = load_policy(path, threads=1) if onnx else load_policy(path)
     config = json.loads((path / "config.json").read_text())
     timed = TimedPolicy(policy, tuple(config["cameras"]))
-    # The in-process exports leave ~580k objects for the cyclic GC (a full collection took
-    # 300 ms here): collect them now and freeze what stays, so no act() pays for it.
-    gc.collect()
-    gc.freeze()
     settings = EvalConfig(task=args.task, episodes=args.episodes, seed=args.seed, videos=0)
     report = evaluate(timed, settings)
     for _ in range(3):  # warm-up of the replay loop, not counted

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import rclpy
-from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -44,6 +44,13 @@ from real_robot.ros.processes import (
 )
 from real_robot.ros.spin import LATCHED
 
+# The state each transition this driver asks for ends in.
+GOAL_STATE = {
+    Transition.TRANSITION_CONFIGURE: State.PRIMARY_STATE_INACTIVE,
+    Transition.TRANSITION_ACTIVATE: State.PRIMARY_STATE_ACTIVE,
+    Transition.TRANSITION_DEACTIVATE: State.PRIMARY_STATE_INACTIVE,
+    Transition.TRANSITION_CLEANUP: State.PRIMARY_STATE_UNCONFIGURED,
+}
 STARTUP_TIMEOUT_S = 120.0  # both processes import torch / MuJoCo before their services appear
 
 
@@ -53,6 +60,7 @@ class DeployDriver(Node):
     def __init__(self) -> None:
         super().__init__("kizuna_deploy")
         self.change_state = self.create_client(ChangeState, "/policy_node/change_state")
+        self.get_state = self.create_client(GetState, "/policy_node/get_state")
         self.reset = self.create_client(Trigger, "/kizuna/sim/reset")
         self.success: bool | None = None
         self.done: bool | None = None
@@ -77,10 +85,34 @@ class DeployDriver(Node):
         return future.result()
 
     def transition(self, transition_id: int, label: str, timeout_s: float = 60.0) -> None:
+        """Ask policy_node for a lifecycle transition; up to three tries of ``timeout_s / 3``.
+
+        A service response can be lost while DDS is still matching the client's reader to the
+        server's writer (the request got through: the transition may have happened). After a
+        silent try the node's state decides: already there, done; else the request is re-sent.
+        """
         request = ChangeState.Request()
         request.transition.id = transition_id
-        if not self.call(self.change_state, request, timeout_s).success:
-            raise DeployError(f"policy_node refused to {label} (its log above says why)")
+        for _ in range(3):
+            try:
+                response = self.call(self.change_state, request, timeout_s / 3)
+            except DeployError:
+                if self.state(timeout_s / 3) == GOAL_STATE[transition_id]:
+                    return
+                continue
+            if not response.success:
+                raise DeployError(f"policy_node refused to {label} (its log above says why)")
+            return
+        raise DeployError(
+            f"no answer from {self.change_state.srv_name} within {timeout_s:.0f} s ({label})"
+        )
+
+    def state(self, timeout_s: float) -> int | None:
+        """policy_node's lifecycle state id, or None when it does not answer."""
+        try:
+            return int(self.call(self.get_state, GetState.Request(), timeout_s).current_state.id)
+        except DeployError:
+            return None
 
     def wait_until(self, condition: Any, timeout_s: float, alive: Any, what: str) -> None:
         deadline = time.monotonic() + timeout_s

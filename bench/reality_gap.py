@@ -95,7 +95,7 @@ def main() -> None:
             )
             start = time.perf_counter()
             report = evaluate(policy, cfg, progress=True)
-            successes = report.successes
+            successes, rate = report.successes, report.success_rate
             low, high = report.ci95
             rows.append(
                 {
@@ -103,14 +103,14 @@ def main() -> None:
                     "fields": fields,
                     "successes": successes,
                     "episodes": args.episodes,
-                    "success_rate": successes / args.episodes,
+                    "success_rate": rate,
                     "ci95": [low, high],
                     "wall_s": round(time.perf_counter() - start, 1),
                 }
             )
             print(
                 f"{label:>22}: {successes:2d}/{args.episodes} "
-                f"({successes / args.episodes:4.0%}, 95% CI [{low:.2f}, {high:.2f}])",
+                f"({rate:4.0%}, 95% CI [{low:.2f}, {high:.2f}])",
                 flush=True,
             )
     out = args.out or ROOT / "bench" / "results" / f"reality_gap_{profile.name}.json"

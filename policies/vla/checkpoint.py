@@ -113,6 +113,11 @@ def checkpoint_config(
     }
 
 
+def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict as safetensors wants it: detached, on the CPU, contiguous."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
 def write_policy_files(
     directory: Path,
     model: VLAModel,
@@ -124,8 +129,7 @@ def write_policy_files(
     instructions = sorted(embedder.cache)
     config = checkpoint_config(model, embedder, instructions, training or {})
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    save_file(model_tensors(model), str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
     (directory / NORMALIZATION_FILE).write_text(json.dumps(normalizer.to_json(), indent=2) + "\n")
     embeddings = np.zeros((0, embedder.dim), np.float32)
     if instructions:

@@ -30,6 +30,7 @@ from policies.vla.checkpoint import (
     CheckpointError,
     atomic_directory,
     check_state_dict,
+    model_tensors,
     read_tensors,
     write_policy_files,
 )
@@ -194,8 +195,7 @@ def save_training_checkpoint(
             write_policy_files(tmp, model, normalizer, embedder, summary)
         else:
             write_policy_files(tmp, ema.model, normalizer, embedder, summary)
-            online = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            save_file(online, str(tmp / ONLINE_FILE))
+            save_file(model_tensors(model), str(tmp / ONLINE_FILE))
             extra["ema_updates"] = ema.updates
         write_training_state(tmp, optimizer, scheduler, generator, step, extra)
     point_last_at(out, final)

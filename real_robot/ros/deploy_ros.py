@@ -104,7 +104,8 @@ class DeployDriver(Node):
                 raise DeployError(f"policy_node refused to {label} (its log above says why)")
             return
         raise DeployError(
-            f"no answer from {self.change_state.srv_name} within {timeout_s:.0f} s ({label})"
+            f"no answer from {self.change_state.srv_name} to {label} in 3 tries of "
+            f"{timeout_s / 3:.0f} s"
         )
 
     def state(self, timeout_s: float) -> int | None:

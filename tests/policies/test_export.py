@@ -100,6 +100,39 @@ def test_resize_matches_torch() -> None:
         assert np.abs(resize_chw(image, size_out) - expected).max() < 5e-3
 
 
+def test_threads_caps_numpys_blas_while_preparing_inputs(
+    exported: dict[str, Path],
+    make_observation: Callable[..., dict],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """threads=1 holds OpenBLAS to one thread inside act (a pinned process stalled ~100 ms on
+    its helper threads otherwise) and gives the process its own setting back afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import policies.onnx_policy as onnx_policy
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    seen: list[list[int]] = []
+    resize = onnx_policy.resize_chw
+
+    def spy(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        seen.append(blas_threads())
+        return resize(image, size)
+
+    monkeypatch.setattr(onnx_policy, "resize_chw", spy)
+    observation = make_observation(seed=2, size=120)  # resized: BLAS does run
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() and set(blas_threads()) == {2}
+        load_policy(exported["fp32"], threads=1).act(observation)
+        assert seen and all(set(threads) == {1} for threads in seen)
+        assert set(blas_threads()) == {2}  # restored
+        seen.clear()
+        load_policy(exported["fp32"]).act(observation)  # no threads: numpy left alone
+        assert seen and all(set(threads) == {2} for threads in seen)
+
+
 def test_kizuna_eval_runs_an_export_unchanged(exported: dict[str, Path], tmp_path: Path) -> None:
     overrides = ["task=reach", "episodes=1", "max_steps=12", "videos=0", f"out={tmp_path}"]
     assert cli_main(["eval", f"checkpoint={exported['fp32']}", *overrides]) == 0

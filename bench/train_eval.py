@@ -4,7 +4,8 @@
         --minutes 60 --episodes 50 --out runs/multitask [train overrides ...]
 
 1. Datasets ``<data>/<task>`` (generated when missing: ``--demos`` successful expert
-   episodes, DART noise ``--noise``).
+   episodes, DART noise ``--noise``, ``--hold reach=10``: record 10 steps past success so
+   the data shows where to stop, not only how to arrive).
 2. Training: ``kizuna train`` on all of them at once (one model, instruction-conditioned),
    for ``--minutes`` of wall clock (``max_minutes``: the learning-rate schedule follows the
    clock). Extra arguments are Hydra overrides of config/hydra/train.yaml.
@@ -33,7 +34,7 @@ TARGETS = {"reach": 0.95, "push": 0.80, "pick_place": 0.80}  # stack and insert:
 LATENCY_BUDGET_MS = 20.0
 
 
-def ensure_dataset(root: Path, task: str, demos: int, noise: float) -> float:
+def ensure_dataset(root: Path, task: str, demos: int, noise: float, hold: int = 0) -> float:
     """Generate ``root`` if it is missing; returns the seconds it took (0 when it existed)."""
     from kizuna.hydra_config import compose
     from sim.datagen import GenerateConfig, generate
@@ -47,9 +48,21 @@ def ensure_dataset(root: Path, task: str, demos: int, noise: float) -> float:
         f"out={root}",
         "language=all",
         f"action_noise_rad={noise}",
+        f"hold_after_success={hold}",
     ]
     generate(compose("generate", overrides, GenerateConfig))
     return time.perf_counter() - start
+
+
+def parse_hold(items: list[str]) -> dict[str, int]:
+    """``["reach=10"]`` -> ``{"reach": 10}``; a malformed item stops the run before any work."""
+    hold = {}
+    for item in items:
+        task, sep, steps = item.partition("=")
+        if not sep or not steps.isdigit():
+            raise SystemExit(f"--hold {item!r}: expected TASK=STEPS, e.g. reach=10")
+        hold[task] = int(steps)
+    return hold
 
 
 def train_for(minutes: float, datasets: list[Path], out: Path, overrides: list[str]):
@@ -144,6 +157,13 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=["reach", "push", "pick_place"])
     parser.add_argument("--demos", type=int, default=200)
     parser.add_argument("--noise", type=float, default=0.02, help="DART noise std (rad)")
+    parser.add_argument(
+        "--hold",
+        nargs="*",
+        default=["reach=10"],
+        metavar="TASK=STEPS",
+        help="steps recorded past success, per task (generated datasets only)",
+    )
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("runs/multitask"))
@@ -161,8 +181,9 @@ def main() -> None:
     os.environ.setdefault("MUJOCO_GL", "egl")
 
     datasets = [args.data / task for task in args.tasks]
+    hold = parse_hold(args.hold)
     datagen_s = {
-        t: ensure_dataset(d, t, args.demos, args.noise)
+        t: ensure_dataset(d, t, args.demos, args.noise, hold.get(t, 0))
         for t, d in zip(args.tasks, datasets, strict=True)
     }
     train_info: dict = {}
@@ -203,6 +224,9 @@ def main() -> None:
         "checkpoint": str(checkpoint),
         "datasets": [str(d) for d in datasets],
         "datagen_s": datagen_s,
+        "demos": args.demos,
+        "dart_noise_rad": args.noise,
+        "hold_after_success": hold,
         "train": train_info,
         "overrides": overrides,
         "selection": selection,

@@ -45,6 +45,7 @@ def run_task(task: Path, args: argparse.Namespace, checkpoint: str, runs: Path) 
 
     shared = ("budget_min", "episodes", "batch_size", "lr", "probe_every", "probe_episodes")
     shared += ("eval_episodes", "target", "seed", "threads")
+    shared += ("dart_noise_rad", "hold_after_success")
     cfg = AdaptConfig(
         task=str(task),
         init_from=checkpoint,
@@ -91,6 +92,8 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=30)
     parser.add_argument("--target", type=float, default=0.8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dart-noise-rad", type=float, default=0.02)
+    parser.add_argument("--hold-after-success", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training")
     parser.add_argument("--runs", type=Path, help="adapt output dirs (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "adapt.json")

@@ -59,6 +59,11 @@ class AdaptConfig:
     episodes: int = 60  # expert demonstrations (fewer if the generation share runs out)
     workers: int = 2
     randomization: str = "default"  # of the demonstrations (evaluation is nominal)
+    # As the shipped model's data was made: DART noise shows the way back onto the plan, and
+    # steps recorded past success show where to stop (a reach that ends on crossing the
+    # tolerance taught the policy to drift on once there).
+    dart_noise_rad: float = 0.02
+    hold_after_success: int = 10
     batch_size: int = 32
     lr: float = 1e-4  # constant after warm-up: a fine-tune, not a run from scratch
     warmup_steps: int = 50
@@ -293,10 +298,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "lr": "learning rate (constant after warm-up)",
         "target": "success rate that ends training early",
         "workers": "data-generation processes",
+        "dart_noise_rad": "DART execution noise of the demonstrations (rad)",
+        "hold_after_success": "steps recorded past success in each demonstration",
         "seed": "first demonstration seed and training seed",
     }
     for name, text in helps.items():
-        kind = float if name in ("lr", "target") else int
+        kind = float if name in ("lr", "target", "dart_noise_rad") else int
         flag = "--" + name.replace("_", "-")
         default = getattr(defaults, name)
         parser.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
@@ -323,6 +330,8 @@ def config_from_args(args: argparse.Namespace) -> AdaptConfig:
         budget_min=args.budget_min,
         episodes=args.episodes,
         workers=args.workers,
+        dart_noise_rad=args.dart_noise_rad,
+        hold_after_success=args.hold_after_success,
         batch_size=args.batch_size,
         lr=args.lr,
         probe_every=args.probe_every,

@@ -86,6 +86,8 @@ def generate_stage(
         image_size=int(size[0]),
         randomization=cfg.randomization,
         seed=cfg.seed,
+        action_noise_rad=cfg.dart_noise_rad,
+        hold_after_success=cfg.hold_after_success,
     )
     stopped = False
     last: Any = None
@@ -112,6 +114,8 @@ def generate_stage(
         "stopped_by_budget": stopped,
         "wall_s": round(time.monotonic() - start, 1),
         "randomization": cfg.randomization,
+        "dart_noise_rad": cfg.dart_noise_rad,
+        "hold_after_success": cfg.hold_after_success,
         "cameras": list(cameras),
     }
     from kizuna.dataset import DatasetReader

@@ -52,6 +52,14 @@ def test_adapt_end_to_end_from_a_checkpoint(tmp_path: Path) -> None:
     out = Path(cfg.out or "")
     assert (out / "preview.png").stat().st_size > 1000
     assert summary["data"]["episodes"] >= 2 and summary["data"]["frames"] > 0
+    # Demonstrations as the shipped model's were made: DART noise, steps held past success.
+    from kizuna.dataset import DatasetReader
+
+    reader = DatasetReader(summary["data"]["path"])
+    for episode in range(reader.num_episodes):
+        row = reader.row(episode)
+        assert json.loads(row["kizuna/randomization_json"])["dart_noise_rad"] == 0.02
+    assert summary["data"]["hold_after_success"] == 10  # datagen's own tests check holding
     assert summary["training"]["init_from"] == str(checkpoint)
     assert summary["training"]["steps"] > 0 and summary["probes"], "probes give the curve"
     assert summary["training"]["stopped_at_target"]
@@ -94,6 +102,10 @@ def test_adapt_starts_from_the_shipped_checkpoint_by_default(
         config_from_args(parse(str(NEW_TASK)))
     cfg = config_from_args(parse(str(NEW_TASK), "--from", "ckpt", "--budget-min", "5"))
     assert cfg.init_from == "ckpt" and cfg.budget_min == 5.0 and cfg.early_stop
+    assert (cfg.dart_noise_rad, cfg.hold_after_success) == (0.02, 10)
+    args = ("--from", "ckpt", "--dart-noise-rad", "0", "--hold-after-success", "0")
+    cfg = config_from_args(parse(str(NEW_TASK), *args))
+    assert (cfg.dart_noise_rad, cfg.hold_after_success) == (0.0, 0)
     assert config_from_args(parse(str(NEW_TASK), "--scratch")).init_from is None
 
 

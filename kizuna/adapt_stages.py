@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -168,7 +169,13 @@ class Prober:
         self.probe_s = 0.0  # evaluation time inside the training stage (not training time)
         self.per_episode_s: float | None = None
         self.start = time.monotonic()
+        self.steps_run = 0  # optimizer steps over every train_stage call
         self._seen: Path | None = None
+
+    def mark_seen(self, checkpoint: Path | None) -> None:
+        """Do not probe ``checkpoint`` (the final evaluation scores it)."""
+        if checkpoint is not None:
+            self._seen = Path(checkpoint)
 
     def new_checkpoint(self) -> Path | None:
         from policies.vla.resume import latest_checkpoint
@@ -214,13 +221,25 @@ class Prober:
 
 
 def train_stage(
-    cfg: AdaptConfig, data_dir: str, budget: Budget, show: StageProgress
+    cfg: AdaptConfig,
+    data_dir: str,
+    budget: Budget,
+    show: StageProgress,
+    prober: Prober | None = None,
 ) -> tuple[dict[str, Any], Prober]:
-    """Train with probes until the target or the training share of the budget is used."""
+    """Train with probes until the target or the training share of the budget is used.
+
+    With a ``prober`` from an earlier call, the run resumes from its last checkpoint (the same
+    optimizer state and step count): what ``adapt`` does when the final evaluation did not
+    confirm what a probe saw and time is left."""
     from policies.vla.train import train
 
     tcfg = _train_config(cfg, data_dir)
-    prober = Prober(cfg, Path(tcfg.out), budget)
+    if prober is None:
+        prober = Prober(cfg, Path(tcfg.out), budget)
+    else:
+        tcfg = replace(tcfg, resume=True)
+    target_before = len(prober.points)
 
     def on_step(step: int, terms: dict[str, float]) -> bool:
         checkpoint = prober.new_checkpoint()  # saved after the previous step's callback
@@ -233,14 +252,16 @@ def train_stage(
         return left <= 0
 
     result = train(tcfg, on_step=on_step, progress=False)
+    prober.steps_run += len(result.losses)
+    prober.mark_seen(result.last_checkpoint)  # the final evaluation scores this one
     train_s = prober.train_s()
-    reached = any(p["success_rate"] >= cfg.target for p in prober.points)
+    reached = any(p["success_rate"] >= cfg.target for p in prober.points[target_before:])
     training = {
         "init_from": cfg.init_from,
         "steps": result.step,
         "wall_s": round(time.monotonic() - prober.start, 1),
         "train_s": round(train_s, 1),
-        "steps_per_s": round(len(result.losses) / max(1e-9, train_s), 2),
+        "steps_per_s": round(prober.steps_run / max(1e-9, train_s), 2),
         "batch_size": cfg.batch_size,
         "lr": cfg.lr,
         "final_loss": round(result.losses[-1], 5) if result.losses else None,

@@ -174,9 +174,11 @@ def render_page(
 def adapt_report_html(summary: Mapping[str, Any], preview: Path | None = None) -> str:
     """The ``kizuna adapt`` report from its ``adapt.json`` summary (see ``kizuna.adapt``)."""
     final = summary["final"]
-    points = [*summary.get("probes", [])]
-    if final.get("train_s") is not None:
-        points.append(final)
+    probes = list(summary.get("probes", []))
+    evaluations = [e for e in summary.get("evaluations", [final]) if e.get("train_s") is not None]
+    points = sorted(probes + evaluations, key=lambda p: p["wall_s"])
+    labels = {id(p): f"step {p['step']}" for p in probes}
+    labels |= {id(e): f"step {e['step']} (evaluation)" for e in evaluations}
     target = summary.get("target")
     curve = success_curve_png(points, target, f"{summary['task']}: success vs training time")
     sections = [
@@ -184,7 +186,7 @@ def adapt_report_html(summary: Mapping[str, Any], preview: Path | None = None) -
         ("Run", _table(summary.get("run", {}))),
         ("Data", _table(summary.get("data", {}))),
         ("Training", _table(summary.get("training", {}))),
-        ("Evaluations", _table({f"step {p['step']}": _probe_line(p) for p in points})),
+        ("Evaluations", _table({labels[id(p)]: _probe_line(p) for p in points})),
         ("Task spec", f"<pre>{html.escape(summary.get('spec_yaml', ''))}</pre>"),
     ]
     if preview is not None and preview.is_file():

@@ -82,6 +82,41 @@ def test_adapt_end_to_end_from_a_checkpoint(tmp_path: Path) -> None:
     assert Path(summary["training"]["checkpoint"], "normalization.json").read_text() == norm
 
 
+@pytest.mark.slow
+def test_a_missed_evaluation_resumes_training_while_time_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probes that "reach" the target (forced) but an evaluation that misses it (an untrained
+    policy): training resumes from its last checkpoint, and the evaluation runs again."""
+    import kizuna.adapt as adapt_module
+    from kizuna.adapt_stages import Prober
+    from policies.vla.testing import make_tiny_checkpoint
+
+    real_probe = Prober.probe
+
+    def lucky_probe(self: Prober, checkpoint: Path) -> dict:
+        result = real_probe(self, checkpoint)
+        result["success_rate"] = 1.0  # the same dict sits in self.points
+        return result
+
+    monkeypatch.setattr(Prober, "probe", lucky_probe)
+    monkeypatch.setattr(adapt_module, "MIN_RETRAIN_S", 1.0)
+    checkpoint = make_tiny_checkpoint(tmp_path / "base")
+    cfg = tiny(tmp_path, init_from=str(checkpoint), target=0.5, budget_min=0.75)
+    summary = adapt(cfg, StageProgress(Budget(cfg.budget_min), io.StringIO()))
+
+    evaluations = summary["evaluations"]
+    assert len(evaluations) >= 2, "a missed evaluation with time left trains on"
+    assert all(e["success_rate"] < 0.5 for e in evaluations)  # the untrained policy
+    steps = [e["step"] for e in evaluations]
+    assert steps == sorted(steps) and steps[0] < steps[-1], "resumed, not restarted"
+    assert summary["final"]["step"] == steps[-1] == summary["training"]["steps"]
+    assert summary["time_to_target_s"] is None
+    probed = [p["step"] for p in summary["probes"]]
+    assert len(set(probed)) == len(probed), "no checkpoint is probed twice"
+    assert summary["total_wall_s"] < 0.75 * 60 + 30, "the budget holds (plus slack)"
+
+
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_arguments(parser)

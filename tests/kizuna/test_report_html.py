@@ -96,6 +96,16 @@ def test_page_is_self_contained(good_video: Path, tmp_path: Path) -> None:
     assert "75%" in page and "95 % confidence interval" in page
 
 
+def test_every_evaluation_is_listed(good_video: Path) -> None:
+    """A missed evaluation that sent training on stays in the report beside the final one."""
+    data = summary({"success": [str(good_video)], "failure": []})
+    missed = {**data["probes"][0], "step": 15, "wall_s": 65.0, "successes": 2}
+    data["evaluations"] = [missed, data["final"]]
+    page = adapt_report_html(data)
+    assert "step 10<" in page  # the probe
+    assert "step 15 (evaluation)" in page and "step 20 (evaluation)" in page
+
+
 def test_unknown_media_refused(tmp_path: Path) -> None:
     (tmp_path / "x.gif").write_bytes(b"GIF")
     with pytest.raises(ValueError, match="x.gif"):

@@ -29,7 +29,10 @@ class OperatorConfig:
     kind: str = "expert"  # expert | none
     stall_steps: int = 20  # the TCP moved less than stall_m over this many steps: take over
     stall_m: float = 0.01
-    takeover_fraction: float = 0.45  # or no success by this fraction of the episode
+    # ... or no success by this fraction of the episode. At 0.45 the operator took over 20 of
+    # 20 `medium` episodes while the policy alone succeeded in 64 %: it finishes pick_place
+    # at 100-130 of 160 steps, so the data held none of its own successes.
+    takeover_fraction: float = 0.85
     extra_steps: int = 160  # steps the operator may add to finish the task
 
 
